@@ -1,0 +1,122 @@
+"""The `landscape-taxonomy` console script: every step of the study, one command each.
+
+    landscape-taxonomy prepare  --params params.yaml --out data/prepared
+    landscape-taxonomy train    --params params.yaml --data data/prepared --out models
+    landscape-taxonomy metrics  --params params.yaml --data data/prepared --models models
+    landscape-taxonomy classify reports/metrics.csv --params params.yaml --out reports/phases.csv
+    landscape-taxonomy plot     --metrics reports/metrics.csv --phases reports/phases.csv
+
+The stage scripts in stages/ run these same functions, so DVC and a shell do the same work.
+classify and plot also take a metrics table from elsewhere (published results, say) that
+has the contract's columns.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import typer
+
+from .config import ConfigError, load_params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Loss-landscape taxonomy: train a grid, measure it, sort it into phases.")
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read")
+
+
+def one_line_errors(fn):
+    """Known user errors end the command with one line on stderr and exit status 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .data import DataError
+        from .pipeline import CellsFailed
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, DataError, FileNotFoundError, CellsFailed, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+@app.command("prepare")
+@one_line_errors
+def prepare_command(params: Path = PARAMS,
+                    out: Path = typer.Option(Path("data/prepared"), help="prepared-data folder")):
+    """Load the dataset, apply the label noise, write tensors and a manifest."""
+    from . import pipeline
+    m = pipeline.prepare(load_params(params), out)
+    rates = ", ".join(f"noise {v['noise']:g}: {v['realized_replaced']:.3f} replaced"
+                      for v in m["noise"].values())
+    typer.echo(f"prepared {m['dataset']}: {m['n_train']} train, {m['n_test']} test ({rates})")
+
+
+@app.command("train")
+@one_line_errors
+def train_command(params: Path = PARAMS,
+                  data: Path = typer.Option(Path("data/prepared"), help="prepared-data folder"),
+                  out: Path = typer.Option(Path("models"), help="models folder to write")):
+    """Train every seed of every grid cell (reusing finished cells from the store)."""
+    from . import pipeline
+    entries = pipeline.train(load_params(params), data, out)
+    typer.echo(f"trained grid: {len(entries)} cells in {out}")
+
+
+@app.command("metrics")
+@one_line_errors
+def metrics_command(params: Path = PARAMS,
+                    data: Path = typer.Option(Path("data/prepared"), help="prepared data"),
+                    models: Path = typer.Option(Path("models"), help="models folder"),
+                    out: Path = typer.Option(Path("reports/metrics.csv"), help="metrics table"),
+                    curves: Path = typer.Option(Path("reports/curves.csv"), help="curve table"),
+                    cells: Path = typer.Option(Path("reports/cells"), help="per-cell details")):
+    """Measure every cell's loss landscape: losses, Hessian, mc, CKA, L2."""
+    from . import pipeline
+    table = pipeline.compute_metrics(load_params(params), data, models, out, curves, cells)
+    typer.echo(f"metrics of {len(table)} cells -> {out}")
+
+
+@app.command("classify")
+@one_line_errors
+def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)"),
+                     params: Path = PARAMS,
+                     out: Path = typer.Option(Path("reports/phases.csv"), help="phases table"),
+                     summary: Path = typer.Option(None, help="also write summary JSON here")):
+    """Sort each cell of a metrics table into phase I, II, III, IV-A or IV-B."""
+    from . import pipeline
+    ph = load_params(params).phase
+    result = pipeline.classify(table, out, summary, train_loss_threshold=ph.train_loss_threshold,
+                               mc_threshold=ph.mc_threshold, cka_threshold=ph.cka_threshold)
+    counts = result["phase"].value_counts().to_dict()
+    typer.echo(f"phases of {len(result)} cells -> {out}: {counts}")
+
+
+@app.command("plot")
+@one_line_errors
+def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
+                 phases: Path = typer.Option(None, help="phases table (CSV)"),
+                 curves: Path = typer.Option(None, help="curve table (CSV)"),
+                 out: Path = typer.Option(Path("reports/figures"), help="figures folder")):
+    """Phase map, one heatmap per metric, and the connectivity curves (PNG and SVG)."""
+    from . import pipeline
+    if metrics is None and phases is None:
+        raise typer.BadParameter("give --metrics and/or --phases")
+    written = pipeline.plot(metrics, phases, curves, out)
+    typer.echo(f"{len(written)} figure files -> {out}")
+
+
+@app.command("check-params")
+@one_line_errors
+def check_params_command(params: Path = typer.Argument(Path("params.yaml"))):
+    """Validate a params file and print the grid it describes."""
+    from . import grid
+    p = load_params(params)
+    n = len(grid.cells(p))
+    typer.echo(f"{params}: ok; {n} cells x {p.grid.seeds} seeds "
+               f"({p.grid.load.param} x {p.grid.temperature.param})")
+
+
+if __name__ == "__main__":
+    app()

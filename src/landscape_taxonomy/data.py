@@ -1,0 +1,224 @@
+"""Datasets as tensors, label noise, subsets, and the prepared-data files.
+
+Prepared data lives in one folder (the prepare-noisy-data output):
+    train.pt   x [N, C, H, W] float32, y_clean [N] int64, labels {noise: y [N]}, order [N]
+    test.pt    x [M, C, H, W] float32, y [M] int64 (always clean)
+    manifest.json  sizes, realized noise rates, changed labels, checksums
+Everything downstream batches by index into these tensors (no DataLoader).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_dir
+
+TORCHVISION = {
+    "mnist": "MNIST",
+    "fashion-mnist": "FashionMNIST",
+    "cifar10": "CIFAR10",
+    "cifar100": "CIFAR100",
+    "svhn": "SVHN",
+}
+
+
+class DataError(RuntimeError):
+    """A dataset that cannot be loaded; str() is the one-line message for the user."""
+
+
+def tensor_checksum(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _standardize(x_train: np.ndarray, x_test: np.ndarray):
+    """Per-channel mean/std from the training images, applied to both splits."""
+    mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
+    std = x_train.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+def load_digits(test_fraction: float, seed: int):
+    """scikit-learn's bundled 8x8 digits (1,797 images), split by a seeded permutation."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = d.images.astype(np.float32)[:, None] / 16.0  # [1797, 1, 8, 8]
+    y = d.target.astype(np.int64)
+    perm = np.random.default_rng(seed).permutation(len(y))
+    n_test = int(round(test_fraction * len(y)))
+    test, train = perm[:n_test], perm[n_test:]
+    return x[train], y[train], x[test], y[test], 10
+
+
+def _to_arrays(ds):
+    """A torchvision dataset -> (x [N, C, H, W] float32 in [0, 1], y [N] int64)."""
+    data = ds.data
+    if isinstance(data, torch.Tensor):
+        data = data.numpy()
+    data = np.asarray(data)
+    if data.ndim == 3:  # MNIST-like [N, H, W]
+        data = data[:, None]
+    elif data.shape[-1] in (1, 3) and data.shape[1] not in (1, 3):  # CIFAR [N, H, W, C]
+        data = data.transpose(0, 3, 1, 2)
+    labels = getattr(ds, "targets", None)
+    if labels is None:
+        labels = ds.labels  # SVHN
+    return data.astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
+
+
+def load_torchvision(name: str, root: str, download: bool):
+    """Train and test splits of a torchvision dataset as arrays."""
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION[name])
+    splits = []
+    for train in (True, False):
+        kwargs = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+        try:
+            ds = cls(root=root, download=False, **kwargs)
+        except RuntimeError:
+            if not download:
+                raise DataError(_missing_message(name, root)) from None
+            try:
+                ds = cls(root=root, download=True, **kwargs)
+            except Exception as e:  # no network, a proxy, a half-downloaded archive
+                raise DataError(f"{_missing_message(name, root)} (download failed: "
+                                f"{type(e).__name__})") from None
+        splits.append(_to_arrays(ds))
+    (xtr, ytr), (xte, yte) = splits
+    n_classes = 100 if name == "cifar100" else 10
+    return xtr, ytr, xte, yte, n_classes
+
+
+def _missing_message(name: str, root: str) -> str:
+    where = {
+        "mnist": f"{root}/MNIST/raw/ (train-images-idx3-ubyte etc., as torchvision.datasets.MNIST)",
+        "fashion-mnist": f"{root}/FashionMNIST/raw/ (the four idx files)",
+        "cifar10": f"{root}/cifar-10-batches-py/ (extracted cifar-10-python.tar.gz)",
+        "cifar100": f"{root}/cifar-100-python/ (extracted cifar-100-python.tar.gz)",
+        "svhn": f"{root}/train_32x32.mat and {root}/test_32x32.mat",
+    }[name]
+    return f"data.dataset={name}: files not found; put them at {where} or allow data.download"
+
+
+def load_dataset(name: str, root: str, download: bool, test_fraction: float, seed: int):
+    if name == "digits":
+        return load_digits(test_fraction, seed)
+    return load_torchvision(name, root, download)
+
+
+def noisy_labels(y: torch.Tensor, noise: float, n_classes: int, seed: int) -> torch.Tensor:
+    """Replace each label with probability `noise` by a uniformly drawn class.
+
+    The replacement may equal the true class (the paper's definition), so the fraction of
+    labels that actually change is about noise * (1 - 1/K). The same draws serve every noise
+    level, so the corrupted sets are nested as noise grows.
+    """
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(len(y), generator=g)
+    repl = torch.randint(0, n_classes, (len(y),), generator=g)
+    return torch.where(u < noise, repl, y)
+
+
+def subset_size(n: int, fraction: float) -> int:
+    return max(1, int(math.floor(fraction * n + 1e-9)))
+
+
+def prepare(out_dir: str | Path, *, dataset: str, root: str, download: bool,
+            test_fraction: float, noise_levels: list[float], seed: int) -> dict:
+    """Load, standardize, corrupt labels at each noise level, and write the prepared folder."""
+    xtr, ytr, xte, yte, n_classes = load_dataset(dataset, root, download, test_fraction, seed)
+    xtr, xte = _standardize(xtr, xte)
+    x_train, y_clean = torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(ytr)
+    x_test, y_test = torch.from_numpy(np.ascontiguousarray(xte)), torch.from_numpy(yte)
+    # A fixed order for nested subsets: a cell with subset f trains on order[:f * N].
+    order = torch.randperm(len(y_clean), generator=torch.Generator().manual_seed(seed + 1))
+
+    labels, noise_info = {}, {}
+    for p in sorted(set(noise_levels)):
+        y = noisy_labels(y_clean, p, n_classes, seed)
+        key = noise_key(p)
+        labels[key] = y
+        changed = (y != y_clean).nonzero().flatten()
+        noise_info[key] = {
+            "noise": p,
+            # replaced = drawn for replacement; ~Binomial(N, p) / N
+            "realized_replaced": _replaced_rate(len(y_clean), p, seed),
+            "realized_changed": float(len(changed)) / len(y_clean),
+            "n_changed": int(len(changed)),
+            "changed_indices": changed.tolist(),
+            "checksum": tensor_checksum(y),
+        }
+
+    manifest = {
+        "dataset": dataset,
+        "n_classes": n_classes,
+        "n_train": len(y_clean),
+        "n_test": len(y_test),
+        "input_shape": list(x_train.shape[1:]),
+        "seed": seed,
+        "noise": noise_info,
+        "checksums": {
+            "x_train": tensor_checksum(x_train),
+            "y_clean": tensor_checksum(y_clean),
+            "x_test": tensor_checksum(x_test, y_test),
+            "order": tensor_checksum(order),
+        },
+    }
+    with atomic_dir(out_dir) as tmp:
+        torch.save({"x": x_train, "y_clean": y_clean, "labels": labels, "order": order},
+                   tmp / "train.pt")
+        torch.save({"x": x_test, "y": y_test}, tmp / "test.pt")
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _replaced_rate(n: int, p: float, seed: int) -> float:
+    g = torch.Generator().manual_seed(seed)
+    return float((torch.rand(n, generator=g) < p).float().mean())
+
+
+def noise_key(p: float) -> str:
+    return f"{p:g}"
+
+
+class Prepared:
+    """The prepared folder, loaded once; hands out each cell's training set."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        self.manifest = json.loads((folder / "manifest.json").read_text())
+        train = torch.load(folder / "train.pt", weights_only=True)
+        test = torch.load(folder / "test.pt", weights_only=True)
+        self.x_train, self.order, self.labels = train["x"], train["order"], train["labels"]
+        self.y_clean = train["y_clean"]
+        self.x_test, self.y_test = test["x"], test["y"]
+        self.n_classes = self.manifest["n_classes"]
+        self.in_channels = self.manifest["input_shape"][0]
+
+    def train_set(self, noise: float, subset: float):
+        """(x [n, C, H, W], y [n]) for a cell: the first subset*N of the fixed order."""
+        key = noise_key(noise)
+        if key not in self.labels:
+            raise DataError(f"noise={noise}: no labels prepared at that level; rerun "
+                            f"prepare-noisy-data (prepared: {', '.join(self.labels)})")
+        idx = self.order[: subset_size(len(self.order), subset)]
+        return self.x_train[idx], self.labels[key][idx]
+
+    def checksum(self, noise: float, subset: float) -> str:
+        """What a cell's training depends on in the data: images, its labels, its subset."""
+        c = self.manifest["checksums"]
+        return hashlib.sha256("|".join([
+            c["x_train"], c["x_test"], c["order"], self.manifest["noise"][noise_key(noise)]
+            ["checksum"], f"{subset:g}"]).encode()).hexdigest()[:16]

@@ -1,0 +1,98 @@
+"""Grid cells: what each (load, temperature) cell trains, and the keys its results go by.
+
+A cell's key hashes everything that determines its result: the resolved training config,
+the checksum of the data it trains on, and the source of the library code that computes
+it. Names and timestamps never enter, so a renamed grid or a touched file reuses work and
+any real change recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+from .config import Params
+
+
+@dataclass(frozen=True)
+class Cell:
+    load_param: str
+    load: float
+    temperature_param: str
+    temperature: float
+    arch: str
+    width: int
+    subset: float
+    noise: float
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seeds: tuple
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.load_param}={self.load:g}__{self.temperature_param}={self.temperature:g}"
+
+    def train_config(self) -> dict:
+        """Everything about the cell that training reads (axis names excluded)."""
+        d = asdict(self)
+        for k in ("load_param", "load", "temperature_param", "temperature"):
+            d.pop(k)
+        d["seeds"] = list(self.seeds)
+        return d
+
+
+def model_seeds(seed: int, n: int) -> tuple:
+    """Seeds of the models in a cell; the same for every cell, as in the paper."""
+    return tuple(seed * 1000 + i for i in range(n))
+
+
+def cells(p: Params) -> list[Cell]:
+    """The grid, load-major, each value resolved against the defaults it overrides."""
+    out = []
+    for lv in p.grid.load.values:
+        for tv in p.grid.temperature.values:
+            v = {"width": p.model.width, "subset": p.data.subset, "noise": p.noise,
+                 "batch_size": p.train.batch_size, "lr": p.train.lr,
+                 "weight_decay": p.train.weight_decay}
+            v[p.grid.load.param] = lv
+            v[p.grid.temperature.param] = tv
+            out.append(Cell(load_param=p.grid.load.param, load=lv,
+                            temperature_param=p.grid.temperature.param, temperature=tv,
+                            arch=p.model.arch, seeds=model_seeds(p.seed, p.grid.seeds), **v))
+    return out
+
+
+def noise_levels(p: Params) -> list[float]:
+    """The label-noise levels the grid trains at (prepare-noisy-data writes each)."""
+    if p.grid.load.param == "noise":
+        return sorted(set(p.grid.load.values))
+    return [p.noise]
+
+
+def digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+@cache
+def code_hash(*modules: str) -> str:
+    """Hash of library source files (relative to the package), so a code change invalidates."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for m in sorted(modules):
+        for f in sorted(root.glob(m)):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+# The library files each stage's cached results depend on.
+TRAIN_CODE = ("models.py", "train.py", "batched.py")
+METRICS_CODE = ("models.py", "metrics/*.py")

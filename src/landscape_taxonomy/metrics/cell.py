@@ -1,0 +1,167 @@
+"""Every metric of one grid cell, from its trained models and its data.
+
+Per model: train/test loss and accuracy, Hessian top eigenvalue and trace. Per pair of
+models: CKA, L2 distance, and (for the first `pairs` pairs) mode connectivity. The cell's
+value of each metric is the mean over models or pairs, and `<name>_std` its spread.
+Diverged models are left out; a cell with every model diverged gets NaN everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import platform
+import statistics
+
+import torch
+
+from ..models import build_model
+from . import curves, hessian, similarity
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) in eval mode."""
+    model.eval()
+    loss, correct = 0.0, 0
+    for i in range(0, len(y), batch_size):
+        out = model(x[i:i + batch_size])
+        loss += torch.nn.functional.cross_entropy(out, y[i:i + batch_size],
+                                                  reduction="sum").item()
+        correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
+    return loss / len(y), correct / len(y)
+
+
+@torch.no_grad()
+def error_with_fresh_bn(model, x, y, batch_size: int = 1000) -> float:
+    """Training error (%) of a copy of `model` whose BatchNorm statistics are recomputed on
+    x through the module itself (size-weighted average of batch statistics), a code path
+    independent of the curve's functional one; the curve at t=0 and t=1 must agree with it."""
+    m = copy.deepcopy(model)
+    bns = [b for b in m.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
+    if bns:
+        for b in bns:
+            b.reset_running_stats()
+        m.train()
+        seen = 0
+        for i in range(0, len(y), batch_size):
+            xb = x[i:i + batch_size]
+            if len(xb) > 1:
+                for b in bns:
+                    b.momentum = len(xb) / (seen + len(xb))
+                m(xb)
+                seen += len(xb)
+    return 100.0 * (1.0 - evaluate(m, x, y, batch_size)[1])
+
+
+def derive_seed(*parts) -> int:
+    """A 31-bit seed from any parts (stable across runs and machines)."""
+    import hashlib
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def mean_std(values) -> tuple[float, float]:
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return math.nan, math.nan
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
+def hessian_of(model, x, y, *, samples, max_iter, tol, repeats, chunk, seed) -> dict:
+    """Top eigenvalue and trace, `repeats` times on independent samples (or probe sets)."""
+    model.eval()
+    tops, traces, rows = [], [], []
+    for r in range(repeats):
+        g = torch.Generator().manual_seed(derive_seed(seed, "hessian", r))
+        if samples == "all" or samples >= len(y):
+            xs, ys = x, y
+        else:
+            idx = torch.randperm(len(y), generator=g)[:samples].to(x.device)
+            xs, ys = x[idx], y[idx]
+        hvp = hessian.HVP(model, xs, ys, chunk=chunk)
+        top = hessian.top_eigenvalue(hvp, max_iter, tol, generator=g)
+        tr = hessian.trace(hvp, max_iter, tol, generator=g)
+        tops.append(top.value)
+        traces.append(tr.value)
+        rows.append({"repeat": r, "samples": len(ys), "top": top.value, "top_iters": top.iterations,
+                     "top_converged": top.converged, "trace": tr.value,
+                     "trace_probes": tr.iterations, "trace_converged": tr.converged})
+    top_m, top_s = mean_std(tops)
+    tr_m, tr_s = mean_std(traces)
+    return {"top": top_m, "top_repeat_std": top_s, "trace": tr_m, "trace_repeat_std": tr_s,
+            "runs": rows}
+
+
+def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: list,
+                 diverged: list[bool], x_train, y_train, x_test, y_test, hessian_cfg: dict,
+                 curve_cfg: dict, cka_cfg: dict, seed: int, device: torch.device) -> dict:
+    """All metrics of a cell. `states[i]` is model i's state_dict (CPU tensors)."""
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
+    models = []
+    for s in states:
+        m = build_model(arch, width, input_shape, n_classes, seed=0).to(device)
+        m.load_state_dict(s)
+        m.eval()
+        models.append(m)
+    live = [i for i, d in enumerate(diverged) if not d]
+
+    per_model = []
+    for i, m in enumerate(models):
+        row = {"model": i, "diverged": diverged[i]}
+        if not diverged[i]:
+            row["train_loss"], row["train_acc"] = evaluate(m, x_train, y_train)
+            row["test_loss"], row["test_acc"] = evaluate(m, x_test, y_test)
+            h = hessian_of(m, x_train, y_train, seed=seed, **hessian_cfg)
+            row.update(hessian_top=h["top"], hessian_trace=h["trace"],
+                       hessian_top_repeat_std=h["top_repeat_std"],
+                       hessian_trace_repeat_std=h["trace_repeat_std"], hessian_runs=h["runs"])
+        per_model.append(row)
+
+    out = {"n_models": len(models), "n_diverged": len(models) - len(live)}
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc", "hessian_top",
+                 "hessian_trace"):
+        out[name], out[f"{name}_std"] = mean_std(r.get(name) for r in per_model)
+
+    pairs = list(itertools.combinations(live, 2))
+    pnames = [n for n, _ in models[0].named_parameters()] if models else []
+    mix = similarity.mixup_points(x_train, cka_cfg["samples"], cka_cfg["mixup_alpha"],
+                                  derive_seed(seed, "mixup")) if pairs else None
+    with torch.no_grad():
+        probs = {i: torch.softmax(models[i](mix), 1).cpu() for i in live} if pairs else {}
+    ckas = [similarity.linear_cka(probs[i], probs[j], cka_cfg["debiased"]) for i, j in pairs]
+    l2s = [similarity.l2_distance(states[i], states[j], pnames) for i, j in pairs]
+    out["cka"], out["cka_std"] = mean_std(ckas)
+    out["l2"], out["l2_std"] = mean_std(l2s)
+
+    curve_rows, mcs, lins = [], [], []
+    fit = {k: curve_cfg[k] for k in ("epochs", "lr", "momentum", "batch_size", "weight_decay",
+                                     "points")}
+    for p, (i, j) in enumerate(pairs[:curve_cfg["pairs"]]):
+        ends = (error_with_fresh_bn(models[i], x_train, y_train),
+                error_with_fresh_bn(models[j], x_train, y_train))
+        res = curves.connect(models[i], states[i], states[j], x_train, y_train, **fit,
+                             seed=derive_seed(seed, "curve", p), endpoint_errors=ends,
+                             endpoint_tol=curve_cfg["endpoint_tol"])
+        mcs.append(res["mc"])
+        lins.append(res["mc_linear"])
+        for path in ("curve", "line"):
+            for r in res[path]:
+                curve_rows.append({"pair": f"{i}-{j}", "path": path, **r})
+    out["mc"], out["mc_std"] = mean_std(mcs)
+    out["mc_linear"], out["mc_linear_std"] = mean_std(lins)
+    out["n_pairs"], out["n_curve_pairs"] = len(pairs), len(mcs)
+    return {"metrics": out, "per_model": per_model, "curves": curve_rows,
+            "pairs": [{"pair": f"{i}-{j}", "cka": c, "l2": d}
+                      for (i, j), c, d in zip(pairs, ckas, l2s)],
+            "provenance": provenance(device)}
+
+
+def provenance(device: torch.device) -> dict:
+    import dvc
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {"torch": torch.__version__, "dvc": dvc.__version__,
+            "python": platform.python_version(), "device": str(device),
+            "device_name": name or platform.machine()}

@@ -1,0 +1,103 @@
+"""Width-scaled models: the paper's ResNet18, a small CNN (the CPU default), an MLP.
+
+`width` is k: ResNet18's four stages have k, 2k, 4k, 8k channels (k = 64 is the usual
+ResNet18); the CNN's three conv stages have k, 2k, 4k; the MLP's two hidden layers 16k.
+All accept any input size of at least 8x8 (global average pooling before the head).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR-style ResNet18 (3x3 stem, no max-pool) with stage widths k, 2k, 4k, 8k."""
+
+    def __init__(self, width: int, in_channels: int, n_classes: int):
+        super().__init__()
+        k = width
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, k, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(k), nn.ReLU())
+        layers, cin = [], k
+        for i, c in enumerate((k, 2 * k, 4 * k, 8 * k)):
+            stride = 1 if i == 0 else 2
+            layers += [BasicBlock(cin, c, stride), BasicBlock(c, c, 1)]
+            cin = c
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Linear(8 * k, n_classes)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class SmallCNN(nn.Module):
+    """conv-BN-ReLU stages of k, 2k, 4k channels, 2x2 max-pool after the last two."""
+
+    def __init__(self, width: int, in_channels: int, n_classes: int):
+        super().__init__()
+        k, layers, cin = width, [], in_channels
+        for i, c in enumerate((k, 2 * k, 4 * k)):
+            layers += [nn.Conv2d(cin, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            if i > 0:
+                layers.append(nn.MaxPool2d(2))
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(4 * k, n_classes)
+
+    def forward(self, x):
+        return self.head(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+class MLP(nn.Module):
+    """Two hidden ReLU layers of 16k units (no BatchNorm)."""
+
+    def __init__(self, width: int, in_features: int, n_classes: int):
+        super().__init__()
+        h = 16 * width
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, h), nn.ReLU(),
+                                 nn.Linear(h, h), nn.ReLU(), nn.Linear(h, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def build_model(arch: str, width: int, input_shape, n_classes: int, seed: int) -> nn.Module:
+    """A freshly initialized model; the same seed gives the same weights on any device."""
+    torch.manual_seed(seed)
+    c, h, w = input_shape
+    if arch == "resnet18":
+        return ResNet18(width, c, n_classes)
+    if arch == "cnn":
+        return SmallCNN(width, c, n_classes)
+    if arch == "mlp":
+        return MLP(width, c * h * w, n_classes)
+    raise ValueError(f"model.arch: must be one of cnn, resnet18, mlp, got {arch!r}")
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,150 @@
+"""Altair charts of the grid: the phase map (the paper's Fig. 2a), one heatmap per metric,
+and the mode-connectivity curves. Each is saved as PNG and SVG (vl-convert, no browser).
+
+Cells are drawn as rectangles whose edges sit halfway between neighbouring grid values,
+on a log axis when the axis values are positive and span more than a factor of 3.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+PHASE_COLORS = {"I": "#d62728", "II": "#ff7f0e", "III": "#9467bd", "IV-A": "#1f77b4",
+                "IV-B": "#2ca02c", "diverged": "#444444", "undetermined": "#bbbbbb"}
+
+# column -> (title, transform, color scheme, diverging)
+HEATMAPS = {
+    "train_loss": ("train loss (log10)", np.log10, "viridis", False),
+    "test_acc": ("test accuracy", None, "viridis", False),
+    "hessian_top": ("Hessian top eigenvalue (log10)", np.log10, "magma", False),
+    "hessian_trace": ("Hessian trace (log10)", np.log10, "magma", False),
+    "mc": ("mode connectivity mc (% train error)", None, "redblue", True),
+    "cka": ("CKA similarity", None, "viridis", False),
+    "l2": ("L2 distance", None, "viridis", False),
+}
+
+
+def _use_log(values) -> bool:
+    v = sorted(set(float(x) for x in values))
+    return v[0] > 0 and v[-1] / v[0] > 3
+
+
+def _edges(values, log: bool):
+    """value -> (low, high) edges halfway (geometrically if log) between neighbours."""
+    v = sorted(set(float(x) for x in values))
+    f = (lambda a: np.log(a)) if log else (lambda a: a)
+    g = (lambda a: float(np.exp(a))) if log else float
+    if len(v) == 1:
+        return {v[0]: (v[0] / 2, v[0] * 2) if log else (v[0] - 0.5, v[0] + 0.5)}
+    mids = [g((f(a) + f(b)) / 2) for a, b in zip(v, v[1:])]
+    lo = [g(2 * f(v[0]) - f(mids[0]))] + mids
+    hi = mids + [g(2 * f(v[-1]) - f(mids[-1]))]
+    return {x: (a, b) for x, a, b in zip(v, lo, hi)}
+
+
+def _with_edges(df: pd.DataFrame) -> tuple[pd.DataFrame, bool, bool]:
+    df = df.copy()
+    xlog, ylog = _use_log(df["temperature"]), _use_log(df["load"])
+    ex, ey = _edges(df["temperature"], xlog), _edges(df["load"], ylog)
+    df["x0"] = [ex[float(t)][0] for t in df["temperature"]]
+    df["x1"] = [ex[float(t)][1] for t in df["temperature"]]
+    df["y0"] = [ey[float(v)][0] for v in df["load"]]
+    df["y1"] = [ey[float(v)][1] for v in df["load"]]
+    return df, xlog, ylog
+
+
+def _axis_names(df: pd.DataFrame) -> tuple[str, str]:
+    tname = str(df["temperature_param"].iloc[0]) if "temperature_param" in df else "temperature"
+    lname = str(df["load_param"].iloc[0]) if "load_param" in df else "load"
+    return tname, lname
+
+
+def _grid_chart(df: pd.DataFrame, color: alt.Color, title: str, tooltip) -> alt.Chart:
+    df, xlog, ylog = _with_edges(df)
+    tname, lname = _axis_names(df)
+    xs = alt.Scale(type="log" if xlog else "linear", nice=False, zero=False)
+    ys = alt.Scale(type="log" if ylog else "linear", nice=False, zero=False)
+    return alt.Chart(df, title=title).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        x=alt.X("x0:Q", scale=xs, title=f"{tname} (temperature)"), x2="x1:Q",
+        y=alt.Y("y0:Q", scale=ys, title=f"{lname} (load)"), y2="y1:Q",
+        color=color, tooltip=tooltip,
+    ).properties(width=360, height=300)
+
+
+def phase_map(phases: pd.DataFrame) -> alt.Chart:
+    present = [p for p in PHASE_COLORS if p in set(phases["phase"])]
+    color = alt.Color("phase:N", scale=alt.Scale(domain=present,
+                                                 range=[PHASE_COLORS[p] for p in present]),
+                      sort=present)
+    tips = [c for c in ("load", "temperature", "phase", "test_acc", "margin_std")
+            if c in phases.columns]
+    return _grid_chart(phases, color, "Phase diagram", tips)
+
+
+def metric_heatmap(metrics: pd.DataFrame, column: str) -> alt.Chart:
+    title, fn, scheme, diverging = HEATMAPS[column]
+    df = metrics.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vals = df[column].astype(float)
+        df["value"] = fn(vals.where(vals > 0)) if fn is not None else vals
+    df = df[np.isfinite(df["value"])]
+    if diverging:
+        span = float(np.nanmax(np.abs(df["value"]))) if len(df) else 1.0
+        span = span if span > 0 else 1.0
+        scale = alt.Scale(scheme=scheme, domain=[-span, span], domainMid=0, reverse=True)
+    else:
+        scale = alt.Scale(scheme=scheme)
+    std = f"{column}_std"
+    tips = ["load", "temperature", alt.Tooltip(f"{column}:Q", format=".4g")]
+    if std in df.columns:
+        tips.append(alt.Tooltip(f"{std}:Q", format=".3g"))
+    return _grid_chart(df, alt.Color("value:Q", scale=scale, title=column), title, tips)
+
+
+def curve_chart(curves: pd.DataFrame) -> alt.Chart:
+    """Training error along each cell's curve (solid) and straight line (dashed)."""
+    return alt.Chart(curves, title="Mode connectivity: training error along the path").mark_line(
+        point=True).encode(
+        x=alt.X("t:Q", title="t"), y=alt.Y("train_error:Q", title="train error (%)"),
+        color=alt.Color("load:O", title="load"), strokeDash=alt.StrokeDash("path:N"),
+        detail="curve_id:N", tooltip=["cell", "pair", "path", "t", "train_error"],
+    ).properties(width=180, height=140).facet(
+        facet=alt.Facet("temperature:O", title="temperature"), columns=4)
+
+
+def save(chart: alt.Chart, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        p = out_dir / f"{name}.{ext}"
+        tmp = out_dir / f".{name}.tmp.{ext}"
+        chart.save(str(tmp), **({"scale_factor": 2} if ext == "png" else {}))
+        tmp.replace(p)
+        paths.append(p)
+    return paths
+
+
+def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
+               curves: pd.DataFrame | None, out_dir: Path) -> list[Path]:
+    """Every figure the inputs allow; returns the files written."""
+    written = []
+    if phases is not None and len(phases):
+        written += save(phase_map(phases), out_dir, "phase_map")
+    if metrics is not None:
+        for col in HEATMAPS:
+            if col in metrics.columns and metrics[col].notna().any():
+                written += save(metric_heatmap(metrics, col), out_dir, f"heatmap_{col}")
+    if curves is not None and len(curves):
+        c = curves.copy()
+        c["curve_id"] = c["cell"].astype(str) + c["pair"].astype(str) + c["path"].astype(str)
+        written += save(curve_chart(c), out_dir, "curves")
+    return written
+
+
+def _finite(v) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)

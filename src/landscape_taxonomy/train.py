@@ -1,0 +1,139 @@
+"""Training: the paper's SGD recipe on tensors held on the device, batched by index.
+
+`train_model` trains one model; `train_cell` trains every seed of a grid cell. The kept
+checkpoint is the paper's: the early-stopped model, else the one with the lowest training
+loss. A loss that turns NaN or infinite ends that model as diverged; the caller goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .models import build_model, count_params, has_batchnorm
+
+
+@dataclass(frozen=True)
+class Recipe:
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    max_epochs: int = 150
+    stop_tol: float = 1e-4
+    stop_patience: int = 5
+    lr_schedule: str = "constant"  # or "step": x lr_decay_factor from lr_decay_at of the epochs
+    lr_decay_at: float = 0.75
+    lr_decay_factor: float = 0.1
+
+    def lr_at(self, epoch: int) -> float:
+        if self.lr_schedule == "step" and epoch >= int(self.lr_decay_at * self.max_epochs):
+            return self.lr * self.lr_decay_factor
+        return self.lr
+
+
+@dataclass
+class TrainResult:
+    state: dict
+    log: list = field(default_factory=list)  # one dict per epoch
+    epochs: int = 0
+    best_epoch: int = 0
+    stopped_early: bool = False
+    diverged: bool = False
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device: cuda was asked for but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
+                seed: int) -> TrainResult:
+    """Train in place on (x [n, ...], y [n]) already on the model's device."""
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                          weight_decay=recipe.weight_decay)
+    g = torch.Generator().manual_seed(seed)  # batch order: CPU generator, same on any device
+    n, bs = len(y), recipe.batch_size
+    skip_single = has_batchnorm(model)  # BatchNorm cannot train on a batch of one
+    res = TrainResult(state={})
+    best_loss, prev, calm = math.inf, None, 0
+    for epoch in range(recipe.max_epochs):
+        for group in opt.param_groups:
+            group["lr"] = recipe.lr_at(epoch)
+        perm = torch.randperm(n, generator=g).to(x.device)
+        model.train()
+        loss_sum = torch.zeros((), device=x.device)
+        correct = torch.zeros((), device=x.device)
+        seen = 0
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            if skip_single and len(idx) == 1:
+                continue
+            out = model(x[idx])
+            loss = F.cross_entropy(out, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == y[idx]).sum()
+            seen += len(idx)
+        epoch_loss = (loss_sum / seen).item()  # one sync per epoch
+        res.epochs = epoch + 1
+        res.log.append({"epoch": epoch + 1, "lr": recipe.lr_at(epoch), "train_loss": epoch_loss,
+                        "train_acc": (correct / seen).item()})
+        if not math.isfinite(epoch_loss):
+            res.diverged = True
+            break
+        if epoch_loss < best_loss:
+            best_loss, res.best_epoch = epoch_loss, epoch + 1
+            res.state = copy.deepcopy(model.state_dict())
+        calm = calm + 1 if prev is not None and abs(epoch_loss - prev) < recipe.stop_tol else 0
+        prev = epoch_loss
+        if calm >= recipe.stop_patience:
+            res.stopped_early, res.best_epoch = True, epoch + 1
+            res.state = copy.deepcopy(model.state_dict())
+            break
+    if res.diverged or not res.state:
+        res.state = copy.deepcopy(model.state_dict())
+    return res
+
+
+# On CPU, stacking the seeds pays while per-step overhead dominates, i.e. for small models
+# (benchmarks/bench_speed.py); on a GPU it always does.
+VECTORIZE_MAX_PARAMS_CPU = 10_000
+
+
+def use_vectorized(vectorize, n_params: int, n_seeds: int, device: torch.device) -> bool:
+    if vectorize == "auto":
+        return n_seeds > 1 and (device.type == "cuda" or n_params <= VECTORIZE_MAX_PARAMS_CPU)
+    return bool(vectorize) and n_seeds > 1
+
+
+def train_cell(*, arch: str, width: int, input_shape, n_classes: int, x: torch.Tensor,
+               y: torch.Tensor, recipe: Recipe, seeds: list[int], device: torch.device,
+               vectorize="auto"):
+    """Train one model per seed on the same data; returns a TrainResult per seed.
+
+    The models take x's dtype (float32 normally; float64 lets tests compare paths exactly).
+    """
+    n_params = count_params(build_model(arch, width, input_shape, n_classes, seed=0))
+    if use_vectorized(vectorize, n_params, len(seeds), device):
+        from .batched import train_stacked
+        return train_stacked(arch=arch, width=width, input_shape=input_shape,
+                             n_classes=n_classes, x=x, y=y, recipe=recipe, seeds=seeds,
+                             device=device)
+    x, y = x.to(device), y.to(device)
+    results = []
+    for s in seeds:
+        model = build_model(arch, width, input_shape, n_classes, seed=s).to(device, x.dtype)
+        res = train_model(model, x, y, recipe, seed=s)
+        res.state = {k: v.cpu() for k, v in res.state.items()}
+        results.append(res)
+    return results

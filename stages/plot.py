@@ -1,0 +1,11 @@
+"""Stage plot. DVC runs:
+
+    python stages/plot.py --metrics reports/metrics.csv --phases reports/phases.csv \
+        --curves reports/curves.csv --out reports/figures
+"""
+import typer
+
+from landscape_taxonomy.cli import plot_command
+
+if __name__ == "__main__":
+    typer.run(plot_command)

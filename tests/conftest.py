@@ -1,0 +1,85 @@
+"""Shared fixtures: a tiny grid on a slice of digits, on CPU, under tmp_path."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "seed": 0,
+    "noise": 0.0,
+    "data": {"dataset": "digits", "subset": 0.25},
+    "model": {"arch": "cnn", "width": 2},
+    "grid": {"load": {"param": "width", "values": [1, 4]},
+             "temperature": {"param": "batch_size", "values": [32, 128]},
+             "seeds": 2},
+    "train": {"max_epochs": 3, "device": "cpu"},
+    "metrics": {"hessian": {"samples": 64, "max_iter": 20},
+                "curve": {"epochs": 2, "endpoint_tol": 2.0},
+                "cka": {"samples": 64}},
+    "executor": {"kind": "local", "workers": 1},
+    "store": {"path": ".cells"},
+}
+
+
+@pytest.fixture
+def tiny_params() -> dict:
+    return copy.deepcopy(TINY)
+
+
+def write_params(path: Path, params: dict) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def env_with_venv() -> dict:
+    """Environment whose `python` and `dvc` are this interpreter's (the stages call python)."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.pop("PYTHONPATH", None)
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(cmd, cwd, check=True, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, cwd=cwd, env=env_with_venv(), capture_output=True, text=True, **kw)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture
+def project(tmp_path, tiny_params) -> Path:
+    """A copy of the project in a fresh git + DVC repo, with the tiny grid's params."""
+    dst = tmp_path / "proj"
+    dst.mkdir()
+    for name in ("dvc.yaml", "stages"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst / name)
+    # The stages' deps name library files by path: link the package source in.
+    (dst / "src").mkdir()
+    shutil.copytree(ROOT / "src" / "landscape_taxonomy", dst / "src" / "landscape_taxonomy",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    write_params(dst / "params.yaml", tiny_params)
+    (dst / ".gitignore").write_text(".cells/\n")
+    run(["git", "init", "-q"], dst)
+    run(["git", "config", "user.email", "t@example.com"], dst)
+    run(["git", "config", "user.name", "test"], dst)
+    run([sys.executable, "-m", "dvc", "init", "-q"], dst)
+    shutil.copytree(ROOT / ".dvc" / "plots", dst / ".dvc" / "plots")
+    run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dst)
+    run(["git", "add", "-A"], dst)
+    run(["git", "commit", "-qm", "init"], dst)
+    return dst

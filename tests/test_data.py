@@ -1,0 +1,81 @@
+"""Label noise, subsets, the prepared folder, and torchvision loading without a network."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from landscape_taxonomy import data
+
+
+def test_realized_noise_rate_within_sampling_error():
+    n, k = 20000, 10
+    y = torch.randint(0, k, (n,), generator=torch.Generator().manual_seed(0))
+    for p in (0.1, 0.3, 0.8):
+        noisy = data.noisy_labels(y, p, k, seed=1)
+        changed = (noisy != y).float().mean().item()
+        expect = p * (1 - 1 / k)  # a redrawn label keeps its class with probability 1/k
+        assert abs(changed - expect) < 4 * math.sqrt(expect * (1 - expect) / n)
+
+
+def test_same_seed_same_labels_and_nested_levels():
+    y = torch.randint(0, 10, (1000,))
+    a = data.noisy_labels(y, 0.3, 10, seed=5)
+    assert torch.equal(a, data.noisy_labels(y, 0.3, 10, seed=5))
+    assert not torch.equal(a, data.noisy_labels(y, 0.3, 10, seed=6))
+    low = data.noisy_labels(y, 0.1, 10, seed=5)
+    assert ((low != y) <= (a != y)).all()  # 10% corrupted labels are among the 30%
+    assert torch.equal(data.noisy_labels(y, 0.0, 10, seed=5), y)
+
+
+def test_prepare_writes_manifest_and_keeps_test_labels_clean(tmp_path):
+    m = data.prepare(tmp_path / "p", dataset="digits", root="unused", download=False,
+                     test_fraction=0.2, noise_levels=[0.0, 0.5], seed=0)
+    assert m["n_train"] + m["n_test"] == 1797
+    prep = data.Prepared(tmp_path / "p")
+    _, _, _, yte, _ = data.load_digits(0.2, 0)
+    assert torch.equal(prep.y_test, torch.from_numpy(yte))
+    info = m["noise"]["0.5"]
+    n = m["n_train"]
+    assert abs(info["realized_replaced"] - 0.5) < 4 * math.sqrt(0.25 / n)
+    assert info["n_changed"] == len(info["changed_indices"])
+    x, y = prep.train_set(0.5, 1.0)
+    assert (y != prep.y_clean[prep.order]).sum().item() == info["n_changed"]
+    xs, ys = prep.train_set(0.5, 0.25)
+    assert len(ys) == int(0.25 * n) and torch.equal(xs, x[: len(ys)])
+    with pytest.raises(data.DataError, match="noise=0.3"):
+        prep.train_set(0.3, 1.0)
+    # standardized with training statistics
+    assert abs(prep.x_train.mean().item()) < 1e-4
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["n_classes"] == 10
+
+
+def write_idx(path, array, magic):
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic))
+        for d in array.shape:
+            f.write(struct.pack(">I", d))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_torchvision_dataset_from_local_files(tmp_path, name, folder):
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)), 2049)
+    xtr, ytr, xte, yte, k = data.load_dataset(name, str(tmp_path), False, 0.2, 0)
+    assert xtr.shape == (30, 1, 28, 28) and xte.shape == (10, 1, 28, 28) and k == 10
+    assert 0 <= xtr.min() and xtr.max() <= 1 and ytr.dtype == np.int64
+
+
+def test_missing_files_without_download_name_the_files(tmp_path):
+    with pytest.raises(data.DataError, match="cifar-10-batches-py"):
+        data.load_dataset("cifar10", str(tmp_path), False, 0.2, 0)

@@ -1,0 +1,74 @@
+"""Training: determinism, the stopping rule, divergence, and seeds trained at once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landscape_taxonomy.data import load_digits
+from landscape_taxonomy.models import build_model, count_params
+from landscape_taxonomy.train import Recipe, train_cell, train_model
+
+
+def digits(n=256, dtype=torch.float32):
+    xtr, ytr, *_ = load_digits(0.2, 0)
+    return torch.from_numpy(xtr[:n]).to(dtype), torch.from_numpy(ytr[:n])
+
+
+def test_same_seed_same_model_on_cpu():
+    x, y = digits()
+    runs = [train_model(build_model("cnn", 2, (1, 8, 8), 10, seed=3), x, y,
+                        Recipe(max_epochs=2, batch_size=32), seed=3) for _ in range(2)]
+    for k in runs[0].state:
+        assert torch.equal(runs[0].state[k], runs[1].state[k])
+
+
+def test_stops_when_loss_is_flat_and_keeps_that_model():
+    x, y = digits(64)
+    # lr 0: the loss never changes, so the rule fires after `patience` calm epochs
+    r = train_model(build_model("mlp", 1, (1, 8, 8), 10, seed=0), x, y,
+                    Recipe(lr=0.0, momentum=0.0, max_epochs=50, stop_patience=5), seed=0)
+    assert r.stopped_early and r.epochs == 6 and r.best_epoch == 6
+
+
+def test_keeps_lowest_loss_checkpoint_without_early_stop():
+    x, y = digits()
+    m = build_model("mlp", 2, (1, 8, 8), 10, seed=0)
+    r = train_model(m, x, y, Recipe(max_epochs=4, batch_size=32, stop_tol=0.0), seed=0)
+    losses = [row["train_loss"] for row in r.log]
+    assert not r.stopped_early and r.best_epoch == 1 + losses.index(min(losses))
+
+
+def test_divergence_is_recorded_not_raised():
+    x, y = digits()
+    m = build_model("mlp", 4, (1, 8, 8), 10, seed=0)
+    r = train_model(m, x * 1e4, y, Recipe(lr=1e3, max_epochs=5), seed=0)
+    assert r.diverged
+
+
+@pytest.mark.parametrize("arch,width", [("cnn", 2), ("mlp", 2), ("resnet18", 1)])
+def test_vectorized_training_equals_one_at_a_time(arch, width):
+    # float64 so the two paths differ only by reassociation at 1e-16, not float32 chaos
+    x, y = digits(96, torch.float64)
+    recipe = Recipe(max_epochs=3, batch_size=16, stop_tol=0.0)
+    kw = dict(arch=arch, width=width, input_shape=(1, 8, 8), n_classes=10, x=x, y=y,
+              recipe=recipe, seeds=[0, 1, 2], device=torch.device("cpu"))
+    loop = train_cell(**kw, vectorize=False)
+    vec = train_cell(**kw, vectorize=True)
+    for a, b in zip(loop, vec):
+        assert a.best_epoch == b.best_epoch and a.epochs == b.epochs
+        assert set(a.state) == set(b.state)
+        for k in a.state:
+            assert torch.allclose(a.state[k].double(), b.state[k].double(), rtol=1e-6,
+                                  atol=1e-8), k
+        assert [r["train_loss"] for r in a.log] == pytest.approx(
+            [r["train_loss"] for r in b.log], rel=1e-9)
+
+
+def test_models_scale_with_width():
+    sizes = [count_params(build_model("resnet18", k, (3, 32, 32), 10, seed=0)) for k in (1, 2)]
+    assert sizes[1] > 3 * sizes[0]
+    assert count_params(build_model("resnet18", 64, (3, 32, 32), 10, seed=0)) == pytest.approx(
+        11.17e6, rel=0.01)  # the usual ResNet18 at k = 64
+    out = build_model("resnet18", 2, (3, 8, 8), 100, seed=0)(torch.randn(2, 3, 8, 8))
+    assert out.shape == (2, 100)

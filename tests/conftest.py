@@ -14,7 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = {
+# Overrides of the repository's params.yaml (DVC wants every declared key present).
+TINY_OVERRIDES = {
     "seed": 0,
     "noise": 0.0,
     "data": {"dataset": "digits", "subset": 0.25},
@@ -31,9 +32,16 @@ TINY = {
 }
 
 
+def merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 @pytest.fixture
 def tiny_params() -> dict:
-    return copy.deepcopy(TINY)
+    return merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_OVERRIDES)
 
 
 def write_params(path: Path, params: dict) -> Path:

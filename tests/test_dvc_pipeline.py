@@ -1,0 +1,82 @@
+"""End to end with real DVC in a temporary git repo: outputs, contracts, what reruns."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import run, write_params
+
+pytestmark = pytest.mark.slow
+
+DVC = [sys.executable, "-m", "dvc"]
+STAGES = ["prepare-noisy-data", "train-grid", "compute-metrics", "classify-phase", "plot"]
+
+
+def repro(project) -> list[str]:
+    """Run `dvc repro`; return the stages that actually ran."""
+    res = run(DVC + ["repro"], project)
+    return re.findall(r"Running stage '([\w-]+)'", res.stdout + res.stderr)
+
+
+def set_param(project, path: str, value):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    node = params
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+    write_params(project / "params.yaml", params)
+
+
+def test_repro_builds_every_contract_and_reruns_only_what_changed(project):
+    assert repro(project) == STAGES
+    metrics = pd.read_csv(project / "reports" / "metrics.csv")
+    for col in ("load", "temperature", "train_loss", "train_acc", "test_loss", "test_acc",
+                "hessian_top", "hessian_trace", "mc", "cka", "l2", "load_param",
+                "temperature_param", "mc_std", "cka_std", "hessian_top_std", "mc_linear"):
+        assert col in metrics.columns, col
+    assert len(metrics) == 4 and metrics["load_param"].eq("width").all()
+    assert metrics[["train_loss", "test_acc", "hessian_top", "mc", "cka", "l2"]].notna().all().all()
+    phases = pd.read_csv(project / "reports" / "phases.csv")
+    assert set(phases["phase"]) <= {"I", "II", "III", "IV-A", "IV-B"}
+    summary = json.loads((project / "reports" / "summary.json").read_text())
+    assert summary["cells"] == 4 and sum(summary["phases"].values()) == 4
+    figures = project / "reports" / "figures"
+    for name in ("phase_map", "heatmap_hessian_top", "heatmap_mc", "curves"):
+        assert (figures / f"{name}.png").stat().st_size > 1000
+        assert (figures / f"{name}.svg").exists()
+    curves = pd.read_csv(project / "reports" / "curves.csv")
+    assert set(curves["t"]) == {0, 0.25, 0.5, 0.75, 1.0}
+    manifest = json.loads((project / "data" / "prepared" / "manifest.json").read_text())
+    assert manifest["dataset"] == "digits"
+    log = pd.read_csv(project / "models" / "width=1__batch_size=32" / "log.csv")
+    assert {"seed", "epoch", "train_loss"} <= set(log.columns)
+
+    assert repro(project) == []  # nothing changed: nothing runs
+
+    set_param(project, "phase.train_loss_threshold", 1e-6)  # every cell turns sharp
+    assert repro(project) == ["classify-phase", "plot"]
+    assert set(pd.read_csv(project / "reports" / "phases.csv")["phase"]) <= {"I", "II"}
+
+    set_param(project, "metrics.hessian.samples", 32)
+    assert repro(project) == ["compute-metrics", "classify-phase", "plot"]
+
+    # metrics and plots as DVC shows them
+    shown = run(DVC + ["metrics", "show", "--json"], project).stdout
+    assert "best_test_acc" in shown
+    res = run(DVC + ["plots", "show", "-o", "plots_html"], project)
+    html = (project / "plots_html" / "index.html").read_text()
+    assert "phase_map.png" in html and "Mode connectivity" in html, res.stdout
+
+
+def test_bad_params_fail_the_stage_with_one_line(project):
+    set_param(project, "train.lr", -1)
+    res = run(DVC + ["repro"], project, check=False)
+    assert res.returncode != 0
+    assert "train.lr: must be a number > 0, got -1" in res.stdout + res.stderr

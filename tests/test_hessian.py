@@ -141,3 +141,28 @@ def test_repeats_report_spread_and_sample_all():
     full = hessian_of(model, x, y, samples="all", max_iter=50, tol=1e-4, repeats=1, chunk=16,
                       seed=0)
     assert full["runs"][0]["samples"] == len(y)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp", "resnet18"])
+def test_stacked_models_give_each_model_its_own_estimates(arch):
+    from landscape_taxonomy.metrics.cell import hessian_of_models
+    from landscape_taxonomy.models import build_model
+
+    x = torch.randn(48, 1, 8, 8, generator=torch.Generator().manual_seed(0)).double()
+    y = torch.randint(0, 10, (48,), generator=torch.Generator().manual_seed(1))
+    models = []
+    for s in range(3):
+        m = build_model(arch, 1, (1, 8, 8), 10, seed=s).double()
+        with torch.no_grad():
+            m.train()(x)  # distinct running statistics per model
+        models.append(m.eval())
+    kw = dict(samples=32, max_iter=50, tol=1e-4, repeats=2, chunk=1000, seed=0)
+    alone = hessian_of_models(models, x, y, stack=False, **kw)
+    stacked = hessian_of_models(models, x, y, stack=True, **kw)
+    for a, b in zip(alone, stacked):
+        for ra, rb in zip(a["runs"], b["runs"]):
+            assert ra["top_iters"] == rb["top_iters"]
+            assert ra["trace_probes"] == rb["trace_probes"]
+            assert rb["top"] == pytest.approx(ra["top"], rel=1e-9)
+            assert rb["trace"] == pytest.approx(ra["trace"], rel=1e-9)
+    assert len({round(a["top"], 6) for a in alone}) == 3  # the models really differ

@@ -94,5 +94,5 @@ def code_hash(*modules: str) -> str:
 
 
 # The library files each stage's cached results depend on.
-TRAIN_CODE = ("models.py", "train.py", "batched.py")
-METRICS_CODE = ("models.py", "metrics/*.py")
+TRAIN_CODE = ("models.py", "train.py", "batched.py", "stacked.py")
+METRICS_CODE = ("models.py", "stacked.py", "train.py", "metrics/*.py")

@@ -154,7 +154,7 @@ def metrics_task(task: dict) -> dict:
                        states=states, diverged=info["diverged"], x_train=x, y_train=y,
                        x_test=prep.x_test, y_test=prep.y_test, hessian_cfg=task["hessian"],
                        curve_cfg=task["curve"], cka_cfg=task["cka"], seed=task["seed"],
-                       device=device)
+                       device=device, vectorize=task["vectorize"])
     res.update(key=key, cell_id=task["cell_id"], train_key=info["key"], seeds=cell["seeds"],
                n_train=len(y), seconds=time.monotonic() - t0)
     with store.writer("metrics", key) as tmp:
@@ -167,7 +167,7 @@ def metrics_task(task: dict) -> dict:
 def metrics_key(p: Params, entry: dict) -> str:
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
-                       resolve_device(p.train.device).type)
+                       resolve_device(p.train.device).type, p.train.vectorize)
 
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
@@ -183,7 +183,8 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
             tasks.append({"key": key, "cell_id": e["cell_id"],
                           "models": str(Path(models_dir) / e["cell_id"]),
                           "prepared": str(prepared_dir), "store": str(store.root),
-                          "device": p.train.device, "seed": p.seed, "hessian": m["hessian"],
+                          "device": p.train.device, "vectorize": p.train.vectorize,
+                          "seed": p.seed, "hessian": m["hessian"],
                           "curve": m["curve"], "cka": m["cka"]})
     _run(metrics_task, tasks, p, "compute-metrics", len(index))
 

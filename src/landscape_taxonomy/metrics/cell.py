@@ -15,8 +15,11 @@ import platform
 import statistics
 
 import torch
+import torch.nn.functional as F
 
-from ..models import build_model
+from ..models import build_model, count_params
+from ..stacked import split_outputs, stack_inputs, stack_models
+from ..train import use_vectorized
 from . import curves, hessian, similarity
 
 
@@ -68,34 +71,71 @@ def mean_std(values) -> tuple[float, float]:
     return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
 
-def hessian_of(model, x, y, *, samples, max_iter, tol, repeats, chunk, seed) -> dict:
-    """Top eigenvalue and trace, `repeats` times on independent samples (or probe sets)."""
-    model.eval()
-    tops, traces, rows = [], [], []
+def stacked_loss(net, blocks: int):
+    """Sum over the S stacked models of each one's mean cross-entropy on the same batch."""
+    def loss(x, y):
+        xs = x.unsqueeze(0).expand(blocks, *x.shape)  # every model sees the same points
+        out = split_outputs(net(stack_inputs(xs)), blocks)  # [S, b, K]
+        return F.cross_entropy(out.transpose(1, 2), y.expand(blocks, -1),
+                               reduction="none").mean(1).sum()
+    return loss
+
+
+def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, chunk, seed,
+                      stack: bool = False) -> list[dict]:
+    """Top eigenvalue and trace of each model, `repeats` times on independent samples.
+
+    Every model gets the same sample and random vectors. With stack=True the models go
+    through one stacked network (one double backward for all); the estimates are the same.
+    """
+    for m in models:
+        m.eval()
+    groups = [models] if stack and len(models) > 1 else [[m] for m in models]
+    runs = [[] for _ in models]
     for r in range(repeats):
-        g = torch.Generator().manual_seed(derive_seed(seed, "hessian", r))
-        if samples == "all" or samples >= len(y):
-            xs, ys = x, y
-        else:
-            idx = torch.randperm(len(y), generator=g)[:samples].to(x.device)
-            xs, ys = x[idx], y[idx]
-        hvp = hessian.HVP(model, xs, ys, chunk=chunk)
-        top = hessian.top_eigenvalue(hvp, max_iter, tol, generator=g)
-        tr = hessian.trace(hvp, max_iter, tol, generator=g)
-        tops.append(top.value)
-        traces.append(tr.value)
-        rows.append({"repeat": r, "samples": len(ys), "top": top.value, "top_iters": top.iterations,
-                     "top_converged": top.converged, "trace": tr.value,
-                     "trace_probes": tr.iterations, "trace_converged": tr.converged})
-    top_m, top_s = mean_std(tops)
-    tr_m, tr_s = mean_std(traces)
-    return {"top": top_m, "top_repeat_std": top_s, "trace": tr_m, "trace_repeat_std": tr_s,
-            "runs": rows}
+        k = 0
+        for group in groups:
+            g = torch.Generator().manual_seed(derive_seed(seed, "hessian", r))
+            if samples == "all" or samples >= len(y):
+                xs, ys = x, y
+            else:
+                idx = torch.randperm(len(y), generator=g)[:samples].to(x.device)
+                xs, ys = x[idx], y[idx]
+            if len(group) > 1:
+                net = stack_models(group).eval()
+                hvp = hessian.HVP(net, xs, ys, chunk=chunk, loss_fn=stacked_loss(net, len(group)),
+                                  blocks=len(group))
+            else:
+                hvp = hessian.HVP(group[0], xs, ys, chunk=chunk)
+            tops = hessian.top_eigenvalues(hvp, max_iter, tol, generator=g)
+            # Batched probes pay on a GPU; on CPU the batched double-backward is no faster.
+            trs = hessian.traces(hvp, max_iter, tol, generator=g,
+                                 probes_per_pass=8 if xs.is_cuda else 1)
+            for top, tr in zip(tops, trs):
+                runs[k].append({"repeat": r, "samples": len(ys), "top": top.value,
+                                "top_iters": top.iterations, "top_converged": top.converged,
+                                "trace": tr.value, "trace_probes": tr.iterations,
+                                "trace_converged": tr.converged})
+                k += 1
+    out = []
+    for rows in runs:
+        top_m, top_s = mean_std(row["top"] for row in rows)
+        tr_m, tr_s = mean_std(row["trace"] for row in rows)
+        out.append({"top": top_m, "top_repeat_std": top_s, "trace": tr_m,
+                    "trace_repeat_std": tr_s, "runs": rows})
+    return out
+
+
+def hessian_of(model, x, y, *, samples, max_iter, tol, repeats, chunk, seed) -> dict:
+    """One model's top eigenvalue and trace (see hessian_of_models)."""
+    return hessian_of_models([model], x, y, samples=samples, max_iter=max_iter, tol=tol,
+                             repeats=repeats, chunk=chunk, seed=seed)[0]
 
 
 def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: list,
                  diverged: list[bool], x_train, y_train, x_test, y_test, hessian_cfg: dict,
-                 curve_cfg: dict, cka_cfg: dict, seed: int, device: torch.device) -> dict:
+                 curve_cfg: dict, cka_cfg: dict, seed: int, device: torch.device,
+                 vectorize="auto") -> dict:
     """All metrics of a cell. `states[i]` is model i's state_dict (CPU tensors)."""
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_test, y_test = x_test.to(device), y_test.to(device)
@@ -113,11 +153,16 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
         if not diverged[i]:
             row["train_loss"], row["train_acc"] = evaluate(m, x_train, y_train)
             row["test_loss"], row["test_acc"] = evaluate(m, x_test, y_test)
-            h = hessian_of(m, x_train, y_train, seed=seed, **hessian_cfg)
-            row.update(hessian_top=h["top"], hessian_trace=h["trace"],
-                       hessian_top_repeat_std=h["top_repeat_std"],
-                       hessian_trace_repeat_std=h["trace_repeat_std"], hessian_runs=h["runs"])
         per_model.append(row)
+    live_models = [models[i] for i in live]
+    stack = bool(live_models) and use_vectorized(vectorize, count_params(models[0]),
+                                                 len(live_models), device)
+    for i, h in zip(live, hessian_of_models(live_models, x_train, y_train, seed=seed,
+                                            stack=stack, **hessian_cfg)):
+        per_model[i].update(hessian_top=h["top"], hessian_trace=h["trace"],
+                            hessian_top_repeat_std=h["top_repeat_std"],
+                            hessian_trace_repeat_std=h["trace_repeat_std"],
+                            hessian_runs=h["runs"])
 
     out = {"n_models": len(models), "n_diverged": len(models) - len(live)}
     for name in ("train_loss", "train_acc", "test_loss", "test_acc", "hessian_top",

@@ -162,7 +162,9 @@ def connect(model, state_a: dict, state_b: dict, x, y, *, epochs: int, lr: float
     ts = [i / (points - 1) for i in range(points)]
     curve = path_profile(model, lambda t: bezier(t, a, bend, b), ts, x, y)
     check_endpoints(curve, endpoint_errors, endpoint_tol)
-    line = path_profile(model, lambda t: linear(t, a, b), ts, x, y)
+    # The line meets the curve at t=0 and t=1 (the same weights): measure only its interior.
+    inner = path_profile(model, lambda t: linear(t, a, b), ts[1:-1], x, y)
+    line = [curve[0], *inner, curve[-1]]
     mc, i = mc_from_errors([r["train_error"] for r in curve])
     mc_lin, _ = mc_from_errors([r["train_error"] for r in line])
     return {"mc": mc, "t_star": ts[i] if i >= 0 else math.nan, "mc_linear": mc_lin,

@@ -7,10 +7,14 @@ product, as PyHessian does for a single batch; larger samples (up to the whole t
 set) are accumulated chunk by chunk, weighted by chunk size, so the product is that of the
 mean loss over the sample.
 
-Power iteration and Hutchinson follow PyHessian's stopping rules exactly: stop when the
-relative change of the eigenvalue estimate, or of the running mean of vᵀHv, is below tol.
-Several Hutchinson probes go through one batched double-backward (`is_grads_batched`); they
-are consumed in order, so the estimate equals the one-probe-at-a-time loop.
+Blocks: a stacked network of S models (stacked.py) has a block-diagonal Hessian, one block
+per model, so one double backward gives all S products. Power iteration and Hutchinson then
+run per block with per-block normalization and stopping; block s sees exactly the random
+vectors a lone run of model s would, so its estimate is that run's. Every parameter tensor,
+stacked or not, views as [S, numel/S] with block s in row s.
+
+Stopping rules are PyHessian's: stop when the relative change of the eigenvalue estimate,
+or of the running mean of vᵀHv, is below tol.
 """
 
 from __future__ import annotations
@@ -21,21 +25,24 @@ import torch
 import torch.nn.functional as F
 
 
+def cross_entropy_of(model):
+    return lambda x, y: F.cross_entropy(model(x), y)
+
+
 class HVP:
-    """v -> H v for the mean cross-entropy of `model` (eval mode) on (x, y)."""
+    """v -> H v for the mean loss of `model` (eval mode) on (x, y)."""
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 chunk: int = 1000):
+                 chunk: int = 1000, loss_fn=None, blocks: int = 1):
         if model.training:
             raise ValueError("Hessian: the model must be in eval mode (BatchNorm running stats)")
-        self.model, self.params = model, [p for p in model.parameters() if p.requires_grad]
-        self.n = len(y)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.loss_fn, self.blocks, self.n = loss_fn or cross_entropy_of(model), blocks, len(y)
         self.chunks = [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, self.n, chunk)]
         self._grads = self._grad(*self.chunks[0]) if len(self.chunks) == 1 else None
 
     def _grad(self, x, y):
-        loss = F.cross_entropy(self.model(x), y)
-        return torch.autograd.grad(loss, self.params, create_graph=True)
+        return torch.autograd.grad(self.loss_fn(x, y), self.params, create_graph=True)
 
     def __call__(self, v: list[torch.Tensor], batched: bool = False) -> list[torch.Tensor]:
         """H v; with batched=True every tensor of v has a leading probe dimension [B, ...]."""
@@ -53,14 +60,20 @@ class HVP:
                                  is_grads_batched=batched)
         return [h.detach() for h in hv]
 
+    # -- per-block vector helpers -----------------------------------------------------
 
-def _dot(a, b):
-    return sum((x * y).sum() for x, y in zip(a, b))
+    def block_dot(self, a, b) -> torch.Tensor:
+        """[S] inner products, block by block."""
+        s = self.blocks
+        return sum((x.reshape(s, -1) * y.reshape(s, -1)).sum(1) for x, y in zip(a, b))
 
-
-def _normalize(v):
-    norm = torch.sqrt(_dot(v, v))
-    return [x / (norm + 1e-6) for x in v]
+    def draw(self, sampler) -> list[torch.Tensor]:
+        """One vector, the same draw in every block (a lone model's draw, replicated)."""
+        out = []
+        for p in self.params:
+            one = sampler(p.numel() // self.blocks).to(p)
+            out.append(one.expand(self.blocks, -1).reshape(p.shape))
+        return out
 
 
 @dataclass
@@ -70,37 +83,76 @@ class Estimate:
     converged: bool
 
 
-def top_eigenvalue(hvp: HVP, max_iter: int = 100, tol: float = 1e-3,
-                   generator: torch.Generator | None = None) -> Estimate:
-    """Power iteration: the eigenvalue of largest magnitude, as PyHessian's `eigenvalues()`."""
-    v = _normalize([torch.randn(p.shape, generator=generator).to(p) for p in hvp.params])
-    eig = None
+def top_eigenvalues(hvp: HVP, max_iter: int = 100, tol: float = 1e-3,
+                    generator: torch.Generator | None = None) -> list[Estimate]:
+    """Power iteration per block: the eigenvalue of largest magnitude (PyHessian's)."""
+    s = hvp.blocks
+    v = _normalize(hvp, hvp.draw(lambda n: torch.randn(n, generator=generator)))
+    eig: list = [None] * s
+    done: list = [None] * s
     for i in range(max_iter):
         hv = hvp(v)
-        new = _dot(hv, v).item()
-        v = _normalize(hv)
-        if eig is not None and abs(eig - new) / (abs(eig) + 1e-6) < tol:
-            return Estimate(new, i + 1, True)
-        eig = new
-    return Estimate(eig, max_iter, False)
+        new = hvp.block_dot(hv, v).tolist()
+        v = _normalize(hvp, hv)
+        for b in range(s):
+            if done[b] is not None:
+                continue
+            if eig[b] is not None and abs(eig[b] - new[b]) / (abs(eig[b]) + 1e-6) < tol:
+                done[b] = Estimate(new[b], i + 1, True)
+            eig[b] = new[b]
+        if all(d is not None for d in done):
+            break
+    return [d or Estimate(eig[b], max_iter, False) for b, d in enumerate(done)]
 
 
-def trace(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: int = 8,
-          generator: torch.Generator | None = None) -> Estimate:
-    """Hutchinson: mean of vᵀHv over Rademacher v, PyHessian's `trace()` stopping rule."""
-    samples, est = [], 0.0
-    while len(samples) < max_iter:
-        b = min(probes_per_pass, max_iter - len(samples))
-        # Rademacher probes drawn probe by probe (the one-at-a-time order), stacked [b, *shape].
-        draws = [[torch.randint(0, 2, p.shape, generator=generator) for p in hvp.params]
-                 for _ in range(b)]
-        vs = [torch.stack(d).to(p) * 2 - 1 for d, p in zip(zip(*draws), hvp.params)]
-        hvs = hvp(vs, batched=b > 1) if b > 1 else [h[None] for h in hvp([v[0] for v in vs])]
-        vhv = sum((h * v).flatten(1).sum(1) for h, v in zip(hvs, vs)).tolist()  # [b]
+def _normalize(hvp: HVP, v):
+    norm = torch.sqrt(hvp.block_dot(v, v)) + 1e-6  # [S]
+    return [(x.reshape(hvp.blocks, -1) / norm[:, None]).reshape(x.shape) for x in v]
+
+
+def traces(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: int = 1,
+           generator: torch.Generator | None = None) -> list[Estimate]:
+    """Hutchinson per block: mean of vᵀHv over Rademacher v, PyHessian's stopping rule.
+
+    With probes_per_pass > 1 several probes go through one batched double backward; they
+    are drawn and consumed in the one-at-a-time order, so the estimates do not change.
+    """
+    s = hvp.blocks
+    sums, counts, est = [0.0] * s, [0] * s, [0.0] * s
+    done: list = [None] * s
+    drawn = 0
+
+    def rademacher(n):
+        return torch.randint(0, 2, (n,), generator=generator) * 2 - 1
+
+    while drawn < max_iter and any(d is None for d in done):
+        b = min(probes_per_pass, max_iter - drawn)
+        probes = [hvp.draw(rademacher) for _ in range(b)]
+        if b == 1:
+            vhv = [hvp.block_dot(hvp(probes[0]), probes[0]).tolist()]
+        else:
+            stacked = [torch.stack(t) for t in zip(*probes)]  # [b, *shape]
+            hvs = hvp(stacked, batched=True)
+            vhv = [hvp.block_dot([h[j] for h in hvs], probes[j]).tolist() for j in range(b)]
+        drawn += b
         for q in vhv:
-            samples.append(q)
-            mean = sum(samples) / len(samples)
-            if abs(mean - est) / (abs(est) + 1e-6) < tol:
-                return Estimate(mean, len(samples), True)
-            est = mean
-    return Estimate(est, len(samples), False)
+            for k in range(s):
+                if done[k] is not None:
+                    continue
+                sums[k] += q[k]
+                counts[k] += 1
+                mean = sums[k] / counts[k]
+                if abs(mean - est[k]) / (abs(est[k]) + 1e-6) < tol:
+                    done[k] = Estimate(mean, counts[k], True)
+                est[k] = mean
+    return [d or Estimate(est[k], counts[k], False) for k, d in enumerate(done)]
+
+
+def top_eigenvalue(hvp: HVP, max_iter: int = 100, tol: float = 1e-3,
+                   generator: torch.Generator | None = None) -> Estimate:
+    return top_eigenvalues(hvp, max_iter, tol, generator)[0]
+
+
+def trace(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: int = 1,
+          generator: torch.Generator | None = None) -> Estimate:
+    return traces(hvp, max_iter, tol, probes_per_pass, generator)[0]

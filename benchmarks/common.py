@@ -1,0 +1,45 @@
+"""Shared helpers for the benchmarks: data, trained models, timing."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from datetime import date
+
+import torch
+
+from landscape_taxonomy.data import load_digits
+from landscape_taxonomy.models import build_model
+from landscape_taxonomy.train import Recipe, train_model
+
+
+def digits_train():
+    """The default study's training set: digits, standardized as prepare-noisy-data does."""
+    xtr, ytr, *_ = load_digits(0.2, 0)
+    x = torch.from_numpy(xtr)
+    mean, std = x.mean(), x.std()
+    return (x - mean) / std, torch.from_numpy(ytr)
+
+
+def trained_model(width: int, seed: int, x, y, epochs: int = 20, batch_size: int = 64):
+    m = build_model("cnn", width, (1, 8, 8), 10, seed=seed)
+    r = train_model(m, x, y, Recipe(max_epochs=epochs, batch_size=batch_size), seed=seed)
+    m.load_state_dict(r.state)
+    return m.eval()
+
+
+def timeit(fn, reps: int) -> tuple[float, float, object]:
+    """(median seconds, min seconds, last result) over reps calls."""
+    times, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times), out
+
+
+def machine() -> str:
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    return (f"{date.today()} | {platform.machine()} {torch.get_num_threads()} threads | {dev} | "
+            f"torch {torch.__version__}")

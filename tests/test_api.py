@@ -35,3 +35,25 @@ def test_api_reproduces_the_pipeline_numbers(tmp_path, tiny_params):
     # provenance recorded per cell
     assert details["provenance"]["torch"] and details["seeds"] == [0, 1]
     assert details["per_model"][0]["hessian_runs"][0]["samples"] == 64
+
+
+def test_diverged_cells_are_recorded_and_classified_and_pairs_average(tmp_path, tiny_params):
+    tiny_params["grid"]["load"]["values"] = [2]
+    tiny_params["grid"]["temperature"] = {"param": "lr", "values": [0.05, 1e4]}
+    tiny_params["grid"]["seeds"] = 3
+    tiny_params["metrics"]["curve"]["pairs"] = 2
+    tiny_params["store"]["path"] = str(tmp_path / "store")
+    p = parse_params(tiny_params)
+    pipeline.prepare(p, tmp_path / "prepared")
+    entries = pipeline.train(p, tmp_path / "prepared", tmp_path / "models")
+    info = json.loads((tmp_path / "models" / entries[1]["cell_id"] / "info.json").read_text())
+    assert all(info["diverged"])  # lr 1e4 blows up; the study goes on
+    table = pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
+                                     tmp_path / "m.csv", tmp_path / "c.csv", tmp_path / "cells")
+    ok, bad = table.iloc[0], table.iloc[1]
+    assert ok["n_curve_pairs"] == 2 and ok["n_pairs"] == 3 and ok["mc_std"] >= 0
+    assert bad["n_diverged"] == 3 and bad[["train_loss", "mc", "cka"]].isna().all()
+    phases = pipeline.classify(tmp_path / "m.csv", tmp_path / "p.csv", tmp_path / "s.json",
+                               train_loss_threshold=0.1, mc_threshold=1.0, cka_threshold=0.8)
+    assert phases.iloc[1]["phase"] == "diverged" and phases.iloc[0]["phase"] != "diverged"
+    assert json.loads((tmp_path / "s.json").read_text())["phases"]["diverged"] == 1

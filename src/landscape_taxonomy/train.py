@@ -107,7 +107,7 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe
 
 # On CPU, stacking the seeds pays while per-step overhead dominates, i.e. for small models
 # (benchmarks/bench_speed.py); on a GPU it always does.
-VECTORIZE_MAX_PARAMS_CPU = 30_000
+VECTORIZE_MAX_PARAMS_CPU = 10_000
 
 
 def use_vectorized(vectorize, n_params: int, n_seeds: int, device: torch.device) -> bool:

@@ -17,9 +17,8 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from ..models import build_model, count_params
+from ..models import build_model
 from ..stacked import split_outputs, stack_inputs, stack_models
-from ..train import use_vectorized
 from . import curves, hessian, similarity
 
 
@@ -155,8 +154,10 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
             row["test_loss"], row["test_acc"] = evaluate(m, x_test, y_test)
         per_model.append(row)
     live_models = [models[i] for i in live]
-    stack = bool(live_models) and use_vectorized(vectorize, count_params(models[0]),
-                                                 len(live_models), device)
+    # Stacked double backward pays on a GPU; on CPU grouped convolutions' double backward is
+    # slower than separate models (benchmarks/bench_speed.py), so `auto` stacks on CUDA only.
+    stack = len(live_models) > 1 and (vectorize is True or (vectorize == "auto"
+                                                            and device.type == "cuda"))
     for i, h in zip(live, hessian_of_models(live_models, x_train, y_train, seed=seed,
                                             stack=stack, **hessian_cfg)):
         per_model[i].update(hessian_top=h["top"], hessian_trace=h["trace"],
@@ -171,8 +172,9 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
 
     pairs = list(itertools.combinations(live, 2))
     pnames = [n for n, _ in models[0].named_parameters()] if models else []
+    mixup_seed = derive_seed(seed, "mixup")  # one evaluation set per cell, recorded
     mix = similarity.mixup_points(x_train, cka_cfg["samples"], cka_cfg["mixup_alpha"],
-                                  derive_seed(seed, "mixup")) if pairs else None
+                                  mixup_seed) if pairs else None
     with torch.no_grad():
         probs = {i: torch.softmax(models[i](mix), 1).cpu() for i in live} if pairs else {}
     ckas = [similarity.linear_cka(probs[i], probs[j], cka_cfg["debiased"]) for i, j in pairs]
@@ -197,6 +199,7 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
     out["mc"], out["mc_std"] = mean_std(mcs)
     out["mc_linear"], out["mc_linear_std"] = mean_std(lins)
     out["n_pairs"], out["n_curve_pairs"] = len(pairs), len(mcs)
+    out["mixup_seed"] = mixup_seed
     return {"metrics": out, "per_model": per_model, "curves": curve_rows,
             "pairs": [{"pair": f"{i}-{j}", "cka": c, "l2": d}
                       for (i, j), c, d in zip(pairs, ckas, l2s)],

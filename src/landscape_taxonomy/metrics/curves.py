@@ -47,11 +47,26 @@ def curve_lr_factor(progress: float) -> float:
     return 0.01
 
 
+def _flat(d: dict) -> torch.Tensor:
+    return torch.cat([v.reshape(-1) for v in d.values()])
+
+
+def _unflat(flat: torch.Tensor, like: dict) -> dict:
+    """Views of one flat vector shaped like `like` (no copies; gradients flow through)."""
+    parts = torch.split(flat, [v.numel() for v in like.values()])
+    return {k: p.view(v.shape) for (k, v), p in zip(like.items(), parts)}
+
+
 def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum: float,
              batch_size: int, weight_decay: float, seed: int) -> dict:
-    """Train φ by SGD on L(γ(t)) + wd/2 ‖γ(t)‖², t ~ U(0, 1) each step."""
-    bend = {k: ((a[k] + b[k]) / 2).clone().requires_grad_(True) for k in a}
-    opt = torch.optim.SGD(list(bend.values()), lr=lr, momentum=momentum)
+    """Train φ by SGD on L(γ(t)) + wd/2 ‖γ(t)‖², t ~ U(0, 1) each step.
+
+    θ₁, θ₂ and φ are single flat vectors, so γ(t) and its norm are three fused operations
+    per step rather than a handful per parameter tensor.
+    """
+    fa, fb = _flat(a), _flat(b)
+    bend = ((fa + fb) / 2).requires_grad_(True)  # [P], starts at the linear midpoint
+    opt = torch.optim.SGD([bend], lr=lr, momentum=momentum)
     # BatchNorm trains on batch statistics; its running buffers are scratch copies here.
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     g = torch.Generator().manual_seed(seed)
@@ -66,14 +81,13 @@ def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum:
             if skip_single and len(idx) == 1:
                 continue
             t = torch.rand((), generator=g).item()
-            w = bezier(t, a, bend, b)
-            out = functional_call(model, {**w, **buffers}, (x[idx],))
-            l2 = sum((p * p).sum() for p in w.values())
-            loss = F.cross_entropy(out, y[idx]) + 0.5 * weight_decay * l2
+            w = (1 - t) ** 2 * fa + 2 * t * (1 - t) * bend + t ** 2 * fb
+            out = functional_call(model, {**_unflat(w, a), **buffers}, (x[idx],))
+            loss = F.cross_entropy(out, y[idx]) + 0.5 * weight_decay * w.dot(w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return {k: v.detach() for k, v in bend.items()}
+    return {k: v.detach().clone() for k, v in _unflat(bend.detach(), a).items()}
 
 
 @torch.no_grad()

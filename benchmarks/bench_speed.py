@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from landscape_taxonomy.metrics import curves
 from landscape_taxonomy.metrics.cell import error_with_fresh_bn, hessian_of_models
-from landscape_taxonomy.models import build_model, count_params
-from landscape_taxonomy.train import VECTORIZE_MAX_PARAMS_CPU, Recipe, train_cell
+from landscape_taxonomy.models import build_model
+from landscape_taxonomy.train import Recipe, train_cell
 
 ROWS = []
 
@@ -74,13 +74,13 @@ def bench_training(x, y, reps):
 # -- 2. Hessian --------------------------------------------------------------------------
 
 def bench_hessian(x, y, reps, samples=500):
-    """A cell's three models: ours (stacked when small) against pyhessian model by model."""
+    """A cell's three models: ours (stacked on a GPU) against pyhessian model by model."""
     import pyhessian
 
     xs, ys = x[:samples], y[:samples]
     for width in (4, 16):
         models = [trained_model(width, s, x, y, epochs=10) for s in range(3)]
-        stack = count_params(models[0]) <= VECTORIZE_MAX_PARAMS_CPU
+        stack = torch.cuda.is_available()  # as the pipeline decides (cell.py)
         ours, _, res = timeit(lambda: hessian_of_models(
             models, xs, ys, samples="all", max_iter=100, tol=1e-3, repeats=1,
             chunk=samples, seed=0, stack=stack), reps)

@@ -87,6 +87,7 @@ def project(tmp_path, tiny_params) -> Path:
     run(["git", "config", "user.name", "test"], dst)
     run([sys.executable, "-m", "dvc", "init", "-q"], dst)
     shutil.copytree(ROOT / ".dvc" / "plots", dst / ".dvc" / "plots")
+    shutil.copy(ROOT / ".dvcignore", dst / ".dvcignore")
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dst)
     run(["git", "add", "-A"], dst)
     run(["git", "commit", "-qm", "init"], dst)

@@ -7,7 +7,6 @@ on a log axis when the axis values are positive and span more than a factor of 3
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import altair as alt
@@ -93,6 +92,10 @@ def metric_heatmap(metrics: pd.DataFrame, column: str) -> alt.Chart:
         vals = df[column].astype(float)
         df["value"] = fn(vals.where(vals > 0)) if fn is not None else vals
     df = df[np.isfinite(df["value"])]
+    if df.empty:  # keep the file set stable for `dvc plots show`
+        return alt.Chart(pd.DataFrame({"note": [f"no finite {column} in this grid"]}),
+                         title=title).mark_text(size=14).encode(text="note:N").properties(
+            width=360, height=300)
     if diverging:
         span = float(np.nanmax(np.abs(df["value"]))) if len(df) else 1.0
         span = span if span > 0 else 1.0
@@ -137,14 +140,10 @@ def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
         written += save(phase_map(phases), out_dir, "phase_map")
     if metrics is not None:
         for col in HEATMAPS:
-            if col in metrics.columns and metrics[col].notna().any():
+            if col in metrics.columns:
                 written += save(metric_heatmap(metrics, col), out_dir, f"heatmap_{col}")
     if curves is not None and len(curves):
         c = curves.copy()
         c["curve_id"] = c["cell"].astype(str) + c["pair"].astype(str) + c["path"].astype(str)
         written += save(curve_chart(c), out_dir, "curves")
     return written
-
-
-def _finite(v) -> bool:
-    return isinstance(v, int | float) and math.isfinite(v)

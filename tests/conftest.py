@@ -14,6 +14,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Ray, when a test starts it, stays on loopback (read at `import ray`).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 # Overrides of the repository's params.yaml (DVC wants every declared key present).
 TINY_OVERRIDES = {
     "seed": 0,

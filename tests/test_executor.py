@@ -22,7 +22,7 @@ def test_cpu_threads_are_divided_among_workers(monkeypatch):
     envs = executor.plan_workers(2, 1, "cpu")
     assert len(envs) == 2 and all(e["LT_TORCH_THREADS"] == "1" for e in envs)
     assert "CUDA_VISIBLE_DEVICES" not in envs[0]
-    assert len(executor.plan_workers("auto", 1, "cpu")) == 1
+    assert len(executor.plan_workers("auto", 1, "cpu")) == 2  # one per core
 
 
 def _work(task):

@@ -32,9 +32,11 @@ def _gpu_count() -> int:
 def plan_workers(workers, workers_per_gpu: int, device: str) -> list[dict]:
     """One environment per worker: GPU pinning and torch thread counts."""
     gpus = _gpu_count() if device in ("auto", "cuda") else 0
-    if workers == "auto":
-        workers = gpus * workers_per_gpu if gpus else 1
     cpus = _cpu_count()
+    if workers == "auto":
+        # CPU: one single-threaded process per core beat one process with every core on
+        # small models (benchmarks/bench_grid.py); capped to bound memory.
+        workers = gpus * workers_per_gpu if gpus else min(cpus, 8)
     threads = max(1, cpus // workers)
     envs = []
     for w in range(workers):
@@ -111,6 +113,10 @@ def _run_pool(fn, tasks, envs, progress):
 
 
 def _run_ray(fn, tasks, address, num_cpus, num_gpus, progress):
+    if address is None:
+        # A local instance needs no reachable node address: keep Ray on loopback (Ray reads
+        # this at import; ray's own switch for single-machine use).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:

@@ -70,9 +70,6 @@ class AxisConfig:
     param: str
     values: tuple
 
-    def name_ok(self, allowed):
-        return self.param in allowed
-
 
 @dataclass(frozen=True)
 class GridConfig:

@@ -13,7 +13,6 @@ which cells sit close to one.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pandas as pd
@@ -101,7 +100,3 @@ def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict
 def _num(v):
     v = float(v)
     return int(v) if v.is_integer() else v
-
-
-def dumps(summary: dict) -> str:
-    return json.dumps(summary, indent=1, sort_keys=True)

@@ -59,14 +59,15 @@ def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:
                        grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize)
 
 
-_PREPARED: dict[str, data_mod.Prepared] = {}
+_PREPARED: dict[str, tuple[str, data_mod.Prepared]] = {}
 
 
 def _prepared(folder: str) -> data_mod.Prepared:
-    """The prepared data, loaded once per worker process."""
-    if folder not in _PREPARED:
-        _PREPARED[folder] = data_mod.Prepared(folder)
-    return _PREPARED[folder]
+    """The prepared data, loaded once per worker process (again if the folder was rewritten)."""
+    stamp = (Path(folder) / "manifest.json").read_text()
+    if folder not in _PREPARED or _PREPARED[folder][0] != stamp:
+        _PREPARED[folder] = (stamp, data_mod.Prepared(folder))
+    return _PREPARED[folder][1]
 
 
 def train_task(task: dict) -> dict:

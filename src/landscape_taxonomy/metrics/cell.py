@@ -9,6 +9,7 @@ Diverged models are left out; a cell with every model diverged gets NaN everywhe
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import math
 import platform
@@ -29,8 +30,7 @@ def evaluate(model, x, y, batch_size: int = 1000) -> tuple[float, float]:
     loss, correct = 0.0, 0
     for i in range(0, len(y), batch_size):
         out = model(x[i:i + batch_size])
-        loss += torch.nn.functional.cross_entropy(out, y[i:i + batch_size],
-                                                  reduction="sum").item()
+        loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
         correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
     return loss / len(y), correct / len(y)
 
@@ -59,7 +59,6 @@ def error_with_fresh_bn(model, x, y, batch_size: int = 1000) -> float:
 
 def derive_seed(*parts) -> int:
     """A 31-bit seed from any parts (stable across runs and machines)."""
-    import hashlib
     return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 

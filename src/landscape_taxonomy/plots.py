@@ -68,9 +68,12 @@ def _grid_chart(df: pd.DataFrame, color: alt.Color, title: str, tooltip) -> alt.
     tname, lname = _axis_names(df)
     xs = alt.Scale(type="log" if xlog else "linear", nice=False, zero=False)
     ys = alt.Scale(type="log" if ylog else "linear", nice=False, zero=False)
+    # Ticks at the grid's own values: a log axis's default ticks fall between them.
+    xa = alt.Axis(values=sorted(set(map(float, df["temperature"]))), format="~g")
+    ya = alt.Axis(values=sorted(set(map(float, df["load"]))), format="~g")
     return alt.Chart(df, title=title).mark_rect(stroke="white", strokeWidth=0.5).encode(
-        x=alt.X("x0:Q", scale=xs, title=f"{tname} (temperature)"), x2="x1:Q",
-        y=alt.Y("y0:Q", scale=ys, title=f"{lname} (load)"), y2="y1:Q",
+        x=alt.X("x0:Q", scale=xs, axis=xa, title=f"{tname} (temperature)"), x2="x1:Q",
+        y=alt.Y("y0:Q", scale=ys, axis=ya, title=f"{lname} (load)"), y2="y1:Q",
         color=color, tooltip=tooltip,
     ).properties(width=360, height=300)
 

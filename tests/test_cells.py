@@ -59,13 +59,12 @@ def test_a_change_for_every_cell_retrains_every_cell_and_going_back_is_free(proj
     assert len(finished(store, "train")) == 4
     run(DVC + ["exp", "run", "-S", "train.max_epochs=2"], project)
     assert len(finished(store, "train")) == 8  # a training setting touches every cell
-    t0 = time.time()
     res = run(DVC + ["exp", "run", "-S", "noise=0.3", "-S", "train.max_epochs=3"], project)
     assert len(finished(store, "train")) == 8  # back to the first: no model trained
     assert len(finished(store, "metrics")) == 8
-    assert "Running stage 'train-grid'" not in res.stdout or "(4 reused)" in res.stdout + \
-        res.stderr
-    assert time.time() - t0 < 120
+    out = res.stdout + res.stderr
+    # DVC either restores the stage from its run-cache or reruns it on the cell store
+    assert "Running stage 'train-grid'" not in out or "4/4 cells done (4 reused)" in out
 
 
 def test_kill_9_during_train_grid_loses_nothing_finished(project, tiny_params):

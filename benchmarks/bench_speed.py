@@ -1,14 +1,17 @@
 """The project's heavy paths against the straightforward way, same process, same inputs.
 
-    python benchmarks/bench_speed.py [--reps 3] [--repro]
+    python benchmarks/bench_speed.py [--reps 3] [--repro] [--only train|hessian|curve]
 
-1. training every seed of a cell: train_cell (seeds stacked, tensors batched by index)
-   against the paper code's way (one model at a time, a DataLoader per epoch);
+1. training every seed of a cell: train_cell (seeds stacked where that pays, tensors
+   batched by index, fused SGD) against the paper code's way (one model at a time, a
+   DataLoader per epoch), on three cells and on every cell of the default grid;
 2. Hessian top eigenvalue and trace: ours against pyhessian's eigenvalues() and trace();
 3. one mode-connectivity curve, fit and evaluated: ours against a plain per-step loop
    (DataLoader batches, every path point measured on its own);
 4. with --repro, the default `dvc repro` in a temporary copy: wall time and peak memory.
 Prints a markdown table: case, ours, theirs, ratio, and a check that results agree.
+Both ways run in this one process with the allocator setting the project's workers use
+(executor.tune_allocator; --plain-allocator leaves glibc's default).
 """
 
 from __future__ import annotations
@@ -16,23 +19,26 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import time
 
 import torch
 import torch.nn.functional as F
-from common import digits_train, machine, timeit, trained_model
+from common import compare, digits_train, machine, trained_model
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
+from landscape_taxonomy.executor import tune_allocator
 from landscape_taxonomy.metrics import curves
 from landscape_taxonomy.metrics.cell import error_with_fresh_bn, hessian_of_models
 from landscape_taxonomy.models import build_model
-from landscape_taxonomy.train import Recipe, train_cell
+from landscape_taxonomy.train import Recipe, train_cell, use_vectorized
 
 ROWS = []
 
 
-def row(case, ours, theirs, agree):
-    ROWS.append(f"| {case} | {ours:.2f} s | {theirs:.2f} s | {theirs / ours:.2f}x | {agree} |")
+def row(case, ours, theirs, agree, unit="s"):
+    ROWS.append(f"| {case} | {ours:.2f} {unit} | {theirs:.2f} {unit} | {theirs / ours:.2f}x "
+                f"| {agree} |")
     print(ROWS[-1], flush=True)
 
 
@@ -58,52 +64,113 @@ def paper_style_training(width, x, y, recipe, seeds):
     return states
 
 
+def ours_training(width, x, y, recipe):
+    return train_cell(arch="cnn", width=width, input_shape=(1, 8, 8), n_classes=10, x=x, y=y,
+                      recipe=recipe, seeds=[0, 1, 2], device=torch.device("cpu"))
+
+
+def how(width, recipe):
+    model = build_model("cnn", width, (1, 8, 8), 10, seed=0)
+    return "stacked" if use_vectorized("auto", model, recipe.batch_size, 3,
+                                       torch.device("cpu")) else "seed by seed"
+
+
 def bench_training(x, y, reps):
-    for width, bs in ((2, 16), (4, 64), (16, 256)):
+    for width, bs in ((2, 16), (4, 64), (16, 16), (16, 256)):
         recipe = Recipe(batch_size=bs, max_epochs=5, stop_tol=0.0)
-        ours, _, res = timeit(lambda: train_cell(
-            arch="cnn", width=width, input_shape=(1, 8, 8), n_classes=10, x=x, y=y,
-            recipe=recipe, seeds=[0, 1, 2], device=torch.device("cpu")), reps)
-        theirs, _, _ = timeit(lambda: paper_style_training(width, x, y, recipe, [0, 1, 2]),
-                              reps)
+        ours, theirs, res, _ = compare(
+            lambda r: ours_training(width, x, y, recipe),
+            lambda r: paper_style_training(width, x, y, recipe, [0, 1, 2]), reps)
         loss = res[0].log[-1]["train_loss"]
-        row(f"1. train 3 seeds, cnn width {width}, batch {bs}, 5 epochs", ours, theirs,
-            f"final loss {loss:.3f}")
+        row(f"1. train 3 seeds, cnn width {width}, batch {bs}, 5 epochs ({how(width, recipe)})",
+            ours, theirs, f"final loss {loss:.3f}")
+    # The default grid's 20 cells: where training time actually goes (small batches: most
+    # steps) decides the study's speed.
+    cells = [(w, Recipe(batch_size=b, max_epochs=3, stop_tol=0.0))
+             for w in (1, 2, 4, 8, 16) for b in (16, 64, 256, 1024)]
+    ours, theirs, _, _ = compare(
+        lambda _: [ours_training(w, x, y, r) for w, r in cells],
+        lambda _: [paper_style_training(w, x, y, r, [0, 1, 2]) for w, r in cells], reps)
+    row("1. train 3 seeds of every default-grid cell (widths 1-16 x batch 16-1024), 3 epochs",
+        ours, theirs, "")
 
 
 # -- 2. Hessian --------------------------------------------------------------------------
 
 def bench_hessian(x, y, reps, samples=500):
-    """A cell's three models: ours (stacked on a GPU) against pyhessian model by model."""
+    """A cell's three models: ours (stacked on a GPU) against pyhessian model by model.
+
+    Each rep draws other random vectors (seed = rep on both sides): the stopping rules end
+    after a random number of products, so one seed can favour either side. The totals
+    over the reps are compared, and the time per Hessian-vector product: the same unit
+    of work.
+    """
+    import importlib
+
     import pyhessian
 
+    their_module = importlib.import_module("pyhessian.hessian")
+    plain_hvp, calls = their_module.hessian_vector_product, [0]
+
+    def counted_hvp(*args, **kwargs):
+        calls[0] += 1
+        return plain_hvp(*args, **kwargs)
+
+    their_module.hessian_vector_product = counted_hvp
     xs, ys = x[:samples], y[:samples]
     for width in (4, 16):
         models = [trained_model(width, s, x, y, epochs=10) for s in range(3)]
         stack = torch.cuda.is_available()  # as the pipeline decides (cell.py)
-        ours, _, res = timeit(lambda: hessian_of_models(
-            models, xs, ys, samples="all", max_iter=100, tol=1e-3, repeats=1,
-            chunk=samples, seed=0, stack=stack), reps)
+        times = {"ours": [], "theirs": [], "ours_n": [], "theirs_n": [], "probes": [0, 0]}
 
-        def theirs_fn():
-            out = []
+        def ours_fn(rep):
+            t0 = time.perf_counter()
+            res = hessian_of_models(models, xs, ys, samples="all", max_iter=100, tol=1e-3,
+                                    repeats=1, chunk=samples, seed=rep, stack=stack)
+            times["ours"].append(time.perf_counter() - t0)
+            runs = [r["runs"][0] for r in res]
+            times["ours_n"].append(sum(r["top_iters"] + r["trace_probes"] for r in runs))
+            times["probes"][0] += sum(r["trace_probes"] for r in runs)
+            return [r["top"] for r in res]
+
+        def theirs_fn(rep):
+            torch.manual_seed(rep)
+            calls[0], tops = 0, []
+            t0 = time.perf_counter()
             for m in models:
                 h = pyhessian.hessian(m, torch.nn.CrossEntropyLoss(), data=(xs, ys), cuda=False)
-                top = h.eigenvalues(maxIter=100, tol=1e-3)[0][0]
-                tr = h.trace(maxIter=100, tol=1e-3)
-                out.append((top, sum(tr) / len(tr), len(tr)))
-            return out
+                tops.append(h.eigenvalues(maxIter=100, tol=1e-3)[0][0])
+                times["probes"][1] += len(h.trace(maxIter=100, tol=1e-3))
+            times["theirs"].append(time.perf_counter() - t0)
+            times["theirs_n"].append(calls[0])
+            return tops
 
-        theirs, _, ref = timeit(theirs_fn, reps)
-        tops = "/".join(f"{r['top']:.2f}" for r in res)
-        their_tops = "/".join(f"{t:.2f}" for t, _, _ in ref)
-        probes = sum(r["runs"][0]["trace_probes"] for r in res), sum(n for *_, n in ref)
-        row(f"2. Hessian top eig + trace of 3 models, cnn width {width}, {samples} samples"
-            f"{' (stacked)' if stack else ''}", ours, theirs,
-            f"top {tops} vs {their_tops}; trace probes {probes[0]} vs {probes[1]}")
+        _, _, ours_top, their_top = compare(ours_fn, theirs_fn, reps)
+        ours, theirs = sum(times["ours"]), sum(times["theirs"])
+        tops = "/".join(f"{t:.2f}" for t in ours_top)
+        their_tops = "/".join(f"{t:.2f}" for t in their_top)
+        what = f"3 models, cnn width {width}, {samples} samples{' (stacked)' if stack else ''}"
+        row(f"2. Hessian top eig + trace (tol 1e-3) of {what}, {reps} seeds in all", ours,
+            theirs, f"top {tops} vs {their_tops}; trace probes {times['probes'][0]} vs "
+            f"{times['probes'][1]}")
+        if not stack:
+            n_ours, n_theirs = sum(times["ours_n"]), sum(times["theirs_n"])
+            row(f"2. the same, time per Hessian-vector product ({n_ours} vs {n_theirs} "
+                "products)", ours / n_ours * 1e3, theirs / n_theirs * 1e3, "", unit="ms")
+    their_module.hessian_vector_product = plain_hvp
 
 
 # -- 3. mode connectivity ----------------------------------------------------------------
+
+def plain_error(model, x, y):
+    """Training error (%) the plain way: swa_utils.update_bn, then an eval-mode pass."""
+    loader = DataLoader(TensorDataset(x, y), batch_size=128)
+    torch.optim.swa_utils.update_bn(loader, model)
+    model.eval()
+    with torch.no_grad():
+        wrong = sum((model(xb).argmax(1) != yb).sum().item() for xb, yb in loader)
+    return 100.0 * wrong / len(y)
+
 
 def plain_curve(model, a, b, x, y, epochs, points, seed):
     """The straightforward loop: DataLoader batches, each point's BN and error on its own."""
@@ -130,7 +197,7 @@ def plain_curve(model, a, b, x, y, epochs, points, seed):
             for k, p in m.named_parameters():
                 mid = bend[k] if path == "curve" else (a[k] + b[k]) / 2
                 p.copy_((1 - t) ** 2 * a[k] + 2 * t * (1 - t) * mid + t ** 2 * b[k])
-        errors[path].append(error_with_fresh_bn(m, x, y, batch_size=128))
+        errors[path].append(plain_error(m, x, y))
     return curves.mc_from_errors(errors["curve"])[0]
 
 
@@ -139,11 +206,12 @@ def bench_curve(x, y, reps, epochs=20):
         m0, m1 = trained_model(width, 0, x, y), trained_model(width, 1, x, y)
         a, b = curves.params_of(m0.state_dict(), m0), curves.params_of(m1.state_dict(), m0)
         ends = (error_with_fresh_bn(m0, x, y), error_with_fresh_bn(m1, x, y))
-        ours, _, res = timeit(lambda: curves.connect(
-            m0, m0.state_dict(), m1.state_dict(), x, y, epochs=epochs, lr=0.01,
-            momentum=0.9, batch_size=128, weight_decay=5e-4, points=5, seed=0,
-            endpoint_errors=ends, endpoint_tol=2.0), reps)
-        theirs, _, mc = timeit(lambda: plain_curve(m0, a, b, x, y, epochs, 5, 0), reps)
+        ours, theirs, res, mc = compare(
+            lambda r: curves.connect(
+                m0, m0.state_dict(), m1.state_dict(), x, y, epochs=epochs, lr=0.01,
+                momentum=0.9, batch_size=128, weight_decay=5e-4, points=5, seed=0,
+                endpoint_errors=ends, endpoint_tol=2.0),
+            lambda r: plain_curve(m0, a, b, x, y, epochs, 5, 0), reps)
         row(f"3. curve fit ({epochs} epochs) + 5-point profile, cnn width {width}", ours, theirs,
             f"mc {res['mc']:.2f} vs {mc:.2f} (different batch order)")
 
@@ -156,7 +224,6 @@ def bench_repro():
     import subprocess
     import sys
     import tempfile
-    import time
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -183,7 +250,10 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--repro", action="store_true")
     ap.add_argument("--only", choices=["train", "hessian", "curve"], default=None)
+    ap.add_argument("--plain-allocator", action="store_true")
     args = ap.parse_args()
+    if not args.plain_allocator:
+        tune_allocator()
     print(machine())
     print("| case | ours | straightforward | speed-up | agreement |\n|---|---|---|---|---|")
     x, y = digits_train()

@@ -23,8 +23,9 @@ def digits_train():
 
 
 def trained_model(width: int, seed: int, x, y, epochs: int = 20, batch_size: int = 64):
-    m = build_model("cnn", width, (1, 8, 8), 10, seed=seed)
-    r = train_model(m, x, y, Recipe(max_epochs=epochs, batch_size=batch_size), seed=seed)
+    r = train_model(build_model("cnn", width, (1, 8, 8), 10, seed=seed), x, y,
+                    Recipe(max_epochs=epochs, batch_size=batch_size), seed=seed)
+    m = build_model("cnn", width, (1, 8, 8), 10, seed=seed)  # plain layout for both sides
     m.load_state_dict(r.state)
     return m.eval()
 
@@ -37,6 +38,23 @@ def timeit(fn, reps: int) -> tuple[float, float, object]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), min(times), out
+
+
+def compare(ours, theirs, reps: int) -> tuple[float, float, object, object]:
+    """(median seconds of ours, of theirs, last results): the two alternate rep by rep, so
+    a machine that slows down or speeds up mid-run weighs on both alike. ours(r) and
+    theirs(r) get the rep's index, for whatever should differ between reps (seeds)."""
+    t_ours, t_theirs, a, b = [], [], None, None
+    for r in range(reps):
+        for fn, times in ((ours, t_ours), (theirs, t_theirs)):
+            t0 = time.perf_counter()
+            out = fn(r)
+            times.append(time.perf_counter() - t0)
+            if fn is ours:
+                a = out
+            else:
+                b = out
+    return statistics.median(t_ours), statistics.median(t_theirs), a, b
 
 
 def machine() -> str:

@@ -49,3 +49,17 @@ def test_progress_prints_plain_lines_off_a_terminal():
     assert lines[0].startswith("[train-grid] 1/4 cells done (1 reused), 0 running, 0 failed")
     assert "3/4 cells done (1 reused), 0 running, 1 failed" in lines[2]
     assert "left" in lines[1] and lines[-1].startswith("[train-grid] finished in")
+
+
+def test_allocator_setting_takes_on_glibc_and_keeps_results():
+    import platform
+
+    import pytest
+    import torch
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocator setting is glibc's")
+    x = torch.randn(300, 64, 8, 8, generator=torch.Generator().manual_seed(0))  # > 128 KiB
+    before = (x * 3).sum()
+    assert executor.tune_allocator() and executor.tune_allocator()  # idempotent
+    assert torch.equal((x * 3).sum(), before)

@@ -61,6 +61,7 @@ def test_vectorized_training_equals_one_at_a_time(arch, width):
         for k in a.state:
             assert torch.allclose(a.state[k].double(), b.state[k].double(), rtol=1e-6,
                                   atol=1e-8), k
+            assert b.state[k].is_contiguous(), k  # plain tensors, whatever the stack's layout
         assert [r["train_loss"] for r in a.log] == pytest.approx(
             [r["train_loss"] for r in b.log], rel=1e-9)
 
@@ -72,3 +73,29 @@ def test_models_scale_with_width():
         11.17e6, rel=0.01)  # the usual ResNet18 at k = 64
     out = build_model("resnet18", 2, (3, 8, 8), 100, seed=0)(torch.randn(2, 3, 8, 8))
     assert out.shape == (2, 100)
+
+
+def test_fast_paths_train_the_models_a_plain_loop_trains():
+    """Stacked seeds, channels-last layout and fused SGD against the textbook loop (plain
+    layout, torch's for-loop SGD) on the same batches, in float64."""
+    import torch.nn.functional as F
+
+    x, y = digits(96, torch.float64)
+    recipe = Recipe(max_epochs=3, batch_size=16, stop_tol=0.0)
+    fast = train_cell(arch="cnn", width=2, input_shape=(1, 8, 8), n_classes=10, x=x, y=y,
+                      recipe=recipe, seeds=[0, 1], device=torch.device("cpu"))
+    for seed, res in zip([0, 1], fast):
+        model = build_model("cnn", 2, (1, 8, 8), 10, seed=seed).double()
+        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                              weight_decay=recipe.weight_decay, foreach=False)
+        g = torch.Generator().manual_seed(seed)  # the documented batch order
+        for _ in range(recipe.max_epochs):
+            perm = torch.randperm(len(y), generator=g)
+            for i in range(0, len(y), recipe.batch_size):
+                idx = perm[i:i + recipe.batch_size]
+                opt.zero_grad()
+                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
+        assert res.best_epoch == recipe.max_epochs  # the loss fell every epoch: last model
+        for k, v in model.state_dict().items():
+            assert torch.allclose(res.state[k].to(v.dtype), v, rtol=1e-7, atol=1e-9), k

@@ -87,18 +87,20 @@ def _stack(mods: list[nn.Module]) -> nn.Module:
 
 
 def unstack_state(stacked: nn.Module, template: nn.Module, s: int, n: int) -> dict:
-    """Model s's state_dict (keys and shapes of `template`) out of a stack of n."""
+    """Model s's state_dict (keys and shapes of `template`) out of a stack of n, as plain
+    contiguous tensors whatever the stack's memory format."""
     full = stacked.state_dict()
     out = {}
     for k, ref in template.state_dict().items():
-        v = full[k]
+        v = full[k].detach()
         if ref.dim() == 0:  # num_batches_tracked
-            out[k] = v.detach().clone()
+            part = v
         elif v.shape[0] == n and v.shape[1:] == ref.shape:  # GroupedLinear [S, ...]
-            out[k] = v[s].detach().clone()
+            part = v[s]
         else:  # concatenated on dim 0
             size = ref.shape[0]
-            out[k] = v[s * size:(s + 1) * size].detach().clone()
+            part = v[s * size:(s + 1) * size]
+        out[k] = part.clone(memory_format=torch.contiguous_format)
     return out
 
 

@@ -7,14 +7,13 @@ loss. A loss that turns NaN or infinite ends that model as diverged; the caller 
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .models import build_model, count_params, has_batchnorm
+from .models import build_model, count_params, fast_layout, has_batchnorm, has_conv
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,27 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def sgd(params, recipe: Recipe) -> torch.optim.SGD:
+    """The recipe's SGD, as one fused kernel over all tensors where torch has one (CPU and
+    CUDA): a third of the for-loop step's time, the same update."""
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay, fused=fused)
+
+
+def snapshot(model: torch.nn.Module) -> dict:
+    """A copy of the state as plain contiguous tensors, whatever the training layout."""
+    return {k: v.detach().clone(memory_format=torch.contiguous_format)
+            for k, v in model.state_dict().items()}
+
+
 def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
                 seed: int) -> TrainResult:
     """Train in place on (x [n, ...], y [n]) already on the model's device."""
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                          weight_decay=recipe.weight_decay)
+    fmt = fast_layout(model, x.device)
+    model.to(memory_format=fmt)
+    opt = sgd(model.parameters(), recipe)
     g = torch.Generator().manual_seed(seed)  # batch order: CPU generator, same on any device
     n, bs = len(y), recipe.batch_size
     skip_single = has_batchnorm(model)  # BatchNorm cannot train on a batch of one
@@ -76,7 +91,7 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe
             idx = perm[i:i + bs]
             if skip_single and len(idx) == 1:
                 continue
-            out = model(x[idx])
+            out = model(x[idx].contiguous(memory_format=fmt))
             loss = F.cross_entropy(out, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -93,27 +108,36 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe
             break
         if epoch_loss < best_loss:
             best_loss, res.best_epoch = epoch_loss, epoch + 1
-            res.state = copy.deepcopy(model.state_dict())
+            res.state = snapshot(model)
         calm = calm + 1 if prev is not None and abs(epoch_loss - prev) < recipe.stop_tol else 0
         prev = epoch_loss
         if calm >= recipe.stop_patience:
             res.stopped_early, res.best_epoch = True, epoch + 1
-            res.state = copy.deepcopy(model.state_dict())
+            res.state = snapshot(model)
             break
     if res.diverged or not res.state:
-        res.state = copy.deepcopy(model.state_dict())
+        res.state = snapshot(model)
+    model.to(memory_format=torch.contiguous_format)  # hand the model back as it came
     return res
 
 
-# On CPU, stacking the seeds pays while per-step overhead dominates, i.e. for small models
-# (benchmarks/bench_speed.py); on a GPU it always does.
-VECTORIZE_MAX_PARAMS_CPU = 10_000
+# Stacking the seeds pays on a GPU, and on CPU for convolutional models, which the stack
+# runs channels-last (batched.py): over the default grid (cnn widths 1-16 x batch
+# 16-1024), width 32 and ResNet18 it won every cell (benchmarks/bench_speed.py). An MLP's
+# batched matmuls lose to plain ones once the work grows: there it pays up to about
+# 2M parameters x batch size.
+MLP_STACK_MAX_WORK_CPU = 2_000_000
 
 
-def use_vectorized(vectorize, n_params: int, n_seeds: int, device: torch.device) -> bool:
-    if vectorize == "auto":
-        return n_seeds > 1 and (device.type == "cuda" or n_params <= VECTORIZE_MAX_PARAMS_CPU)
-    return bool(vectorize) and n_seeds > 1
+def use_vectorized(vectorize, model: torch.nn.Module, batch_size: int, n_seeds: int,
+                   device: torch.device) -> bool:
+    if vectorize != "auto":
+        return bool(vectorize) and n_seeds > 1
+    if n_seeds < 2:
+        return False
+    if device.type == "cuda" or has_conv(model):
+        return True
+    return count_params(model) * batch_size <= MLP_STACK_MAX_WORK_CPU
 
 
 def train_cell(*, arch: str, width: int, input_shape, n_classes: int, x: torch.Tensor,
@@ -123,8 +147,8 @@ def train_cell(*, arch: str, width: int, input_shape, n_classes: int, x: torch.T
 
     The models take x's dtype (float32 normally; float64 lets tests compare paths exactly).
     """
-    n_params = count_params(build_model(arch, width, input_shape, n_classes, seed=0))
-    if use_vectorized(vectorize, n_params, len(seeds), device):
+    template = build_model(arch, width, input_shape, n_classes, seed=0)
+    if use_vectorized(vectorize, template, recipe.batch_size, len(seeds), device):
         from .batched import train_stacked
         return train_stacked(arch=arch, width=width, input_shape=input_shape,
                              n_classes=n_classes, x=x, y=y, recipe=recipe, seeds=seeds,

@@ -18,18 +18,21 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from ..models import build_model
+from ..models import build_model, fast_layout
 from ..stacked import split_outputs, stack_inputs, stack_models
 from . import curves, hessian, similarity
+from .fold import fold_batchnorm
 
 
 @torch.no_grad()
 def evaluate(model, x, y, batch_size: int = 1000) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) in eval mode."""
     model.eval()
+    folded = fold_batchnorm(model)  # the same function, cheaper
+    fmt = fast_layout(model, x.device)
     loss, correct = 0.0, 0
     for i in range(0, len(y), batch_size):
-        out = model(x[i:i + batch_size])
+        out = folded(x[i:i + batch_size].contiguous(memory_format=fmt))
         loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
         correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
     return loss / len(y), correct / len(y)
@@ -47,8 +50,9 @@ def error_with_fresh_bn(model, x, y, batch_size: int = 1000) -> float:
             b.reset_running_stats()
         m.train()
         seen = 0
+        fmt = fast_layout(m, x.device)
         for i in range(0, len(y), batch_size):
-            xb = x[i:i + batch_size]
+            xb = x[i:i + batch_size].contiguous(memory_format=fmt)
             if len(xb) > 1:
                 for b in bns:
                     b.momentum = len(xb) / (seen + len(xb))
@@ -69,9 +73,9 @@ def mean_std(values) -> tuple[float, float]:
     return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
 
-def stacked_loss(net, blocks: int):
+def stacked_loss(blocks: int):
     """Sum over the S stacked models of each one's mean cross-entropy on the same batch."""
-    def loss(x, y):
+    def loss(net, x, y):
         xs = x.unsqueeze(0).expand(blocks, *x.shape)  # every model sees the same points
         out = split_outputs(net(stack_inputs(xs)), blocks)  # [S, b, K]
         return F.cross_entropy(out.transpose(1, 2), y.expand(blocks, -1),
@@ -101,7 +105,7 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
                 xs, ys = x[idx], y[idx]
             if len(group) > 1:
                 net = stack_models(group).eval()
-                hvp = hessian.HVP(net, xs, ys, chunk=chunk, loss_fn=stacked_loss(net, len(group)),
+                hvp = hessian.HVP(net, xs, ys, chunk=chunk, loss=stacked_loss(len(group)),
                                   blocks=len(group))
             else:
                 hvp = hessian.HVP(group[0], xs, ys, chunk=chunk)

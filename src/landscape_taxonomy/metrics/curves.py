@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..models import has_batchnorm
+from ..models import fast_layout, has_batchnorm
+from .fold import fold_batchnorm, folded_names
 
 
 class CurveError(RuntimeError):
@@ -57,6 +58,11 @@ def _unflat(flat: torch.Tensor, like: dict) -> dict:
     return {k: p.view(v.shape) for (k, v), p in zip(like.items(), parts)}
 
 
+def in_layout(weights: dict, fmt: torch.memory_format) -> dict:
+    """Convolution weights in the layout the inputs use (a copy of a few small tensors)."""
+    return {k: v.contiguous(memory_format=fmt) if v.dim() == 4 else v for k, v in weights.items()}
+
+
 def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum: float,
              batch_size: int, weight_decay: float, seed: int) -> dict:
     """Train φ by SGD on L(γ(t)) + wd/2 ‖γ(t)‖², t ~ U(0, 1) each step.
@@ -66,11 +72,13 @@ def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum:
     """
     fa, fb = _flat(a), _flat(b)
     bend = ((fa + fb) / 2).requires_grad_(True)  # [P], starts at the linear midpoint
-    opt = torch.optim.SGD([bend], lr=lr, momentum=momentum)
+    opt = torch.optim.SGD([bend], lr=lr, momentum=momentum,
+                          fused=bend.device.type in ("cpu", "cuda"))
     # BatchNorm trains on batch statistics; its running buffers are scratch copies here.
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     g = torch.Generator().manual_seed(seed)
     n, skip_single = len(y), has_batchnorm(model)
+    fmt = fast_layout(model, x.device)
     model.train()
     for epoch in range(epochs):
         for group in opt.param_groups:
@@ -82,7 +90,8 @@ def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum:
                 continue
             t = torch.rand((), generator=g).item()
             w = (1 - t) ** 2 * fa + 2 * t * (1 - t) * bend + t ** 2 * fb
-            out = functional_call(model, {**_unflat(w, a), **buffers}, (x[idx],))
+            xb = x[idx].contiguous(memory_format=fmt)
+            out = functional_call(model, {**in_layout(_unflat(w, a), fmt), **buffers}, (xb,))
             loss = F.cross_entropy(out, y[idx]) + 0.5 * weight_decay * w.dot(w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -108,10 +117,12 @@ def recompute_bn(model, weights: dict, x, batch_size: int) -> dict:
         elif k.endswith("running_var"):
             v.fill_(1.0)
     model.train()
+    fmt = fast_layout(model, x.device)
+    weights = in_layout(weights, fmt)
     seen = 0
     try:
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size]
+            xb = x[i:i + batch_size].contiguous(memory_format=fmt)
             if len(xb) == 1:
                 continue
             for m in bns:
@@ -126,11 +137,17 @@ def recompute_bn(model, weights: dict, x, batch_size: int) -> dict:
 
 @torch.no_grad()
 def error_and_loss(model, weights: dict, buffers: dict, x, y, batch_size: int):
-    """(training error in percent, mean cross-entropy) in eval mode."""
+    """(training error in percent, mean cross-entropy) in eval mode, BatchNorm folded."""
     model.eval()
+    folded = fold_batchnorm(model)
+    names = folded_names(model, folded)
+    state = {names[k]: v for k, v in {**weights, **buffers}.items()}
+    fmt = fast_layout(model, x.device)
+    state = in_layout(state, fmt)
     wrong, loss = 0.0, 0.0
     for i in range(0, len(y), batch_size):
-        out = functional_call(model, {**weights, **buffers}, (x[i:i + batch_size],))
+        xb = x[i:i + batch_size].contiguous(memory_format=fmt)
+        out = functional_call(folded, state, (xb,))
         wrong += (out.argmax(1) != y[i:i + batch_size]).sum().item()
         loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
     return 100.0 * wrong / len(y), loss / len(y)

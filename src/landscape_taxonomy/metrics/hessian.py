@@ -13,6 +13,9 @@ run per block with per-block normalization and stopping; block s sees exactly th
 vectors a lone run of model s would, so its estimate is that run's. Every parameter tensor,
 stacked or not, views as [S, numel/S] with block s in row s.
 
+Eval-mode BatchNorm is folded into the convolution before it (fold.py): the same
+function of the same parameters, with a much cheaper double backward.
+
 Stopping rules are PyHessian's: stop when the relative change of the eigenvalue estimate,
 or of the running mean of vᵀHv, is below tol.
 """
@@ -24,25 +27,28 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .fold import fold_batchnorm
 
-def cross_entropy_of(model):
-    return lambda x, y: F.cross_entropy(model(x), y)
+
+def cross_entropy(model, x, y):
+    return F.cross_entropy(model(x), y)
 
 
 class HVP:
-    """v -> H v for the mean loss of `model` (eval mode) on (x, y)."""
+    """v -> H v for the mean `loss(model, x, y)` of `model` (eval mode) on (x, y)."""
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 chunk: int = 1000, loss_fn=None, blocks: int = 1):
+                 chunk: int = 1000, loss=cross_entropy, blocks: int = 1):
         if model.training:
             raise ValueError("Hessian: the model must be in eval mode (BatchNorm running stats)")
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.loss_fn, self.blocks, self.n = loss_fn or cross_entropy_of(model), blocks, len(y)
+        self.model = fold_batchnorm(model)  # same parameters, same order
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.loss, self.blocks, self.n = loss, blocks, len(y)
         self.chunks = [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, self.n, chunk)]
         self._grads = self._grad(*self.chunks[0]) if len(self.chunks) == 1 else None
 
     def _grad(self, x, y):
-        return torch.autograd.grad(self.loss_fn(x, y), self.params, create_graph=True)
+        return torch.autograd.grad(self.loss(self.model, x, y), self.params, create_graph=True)
 
     def __call__(self, v: list[torch.Tensor], batched: bool = False) -> list[torch.Tensor]:
         """H v; with batched=True every tensor of v has a leading probe dimension [B, ...]."""

@@ -30,16 +30,6 @@ def trained_model(width: int, seed: int, x, y, epochs: int = 20, batch_size: int
     return m.eval()
 
 
-def timeit(fn, reps: int) -> tuple[float, float, object]:
-    """(median seconds, min seconds, last result) over reps calls."""
-    times, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), out
-
-
 def compare(ours, theirs, reps: int) -> tuple[float, float, object, object]:
     """(median seconds of ours, of theirs, last results): the two alternate rep by rep, so
     a machine that slows down or speeds up mid-run weighs on both alike. ours(r) and

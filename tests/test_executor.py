@@ -51,15 +51,43 @@ def test_progress_prints_plain_lines_off_a_terminal():
     assert "left" in lines[1] and lines[-1].startswith("[train-grid] finished in")
 
 
-def test_allocator_setting_takes_on_glibc_and_keeps_results():
+PROBE = """
+import ctypes, torch
+from landscape_taxonomy import executor
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t fields
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                               "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+
+def mapped_while_holding():  # bytes glibc serves by mmap while a 64 MiB tensor lives
+    t = torch.empty(16 << 20)
+    out = libc.mallinfo2().hblkhd
+    del t
+    return out
+
+x = torch.randn(300, 64, 8, 8, generator=torch.Generator().manual_seed(0))
+before, plain = (x * 3).sum(), mapped_while_holding()
+assert executor.tune_allocator() and executor.tune_allocator()  # takes, idempotent
+tuned = mapped_while_holding()
+assert torch.equal((x * 3).sum(), before)
+print(plain >= 64 << 20, tuned < 64 << 20)
+"""
+
+
+def test_allocator_setting_keeps_large_blocks_off_mmap_and_keeps_results():
     import platform
+    import subprocess
+    import sys
 
     import pytest
-    import torch
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("the allocator setting is glibc's")
-    x = torch.randn(300, 64, 8, 8, generator=torch.Generator().manual_seed(0))  # > 128 KiB
-    before = (x * 3).sum()
-    assert executor.tune_allocator() and executor.tune_allocator()  # idempotent
-    assert torch.equal((x * 3).sum(), before)
+    # a fresh process: the setting is process-wide and other tests may have made it here
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "True"]  # mmap'd before, from the heap after

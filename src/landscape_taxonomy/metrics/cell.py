@@ -110,9 +110,10 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
             else:
                 hvp = hessian.HVP(group[0], xs, ys, chunk=chunk)
             tops = hessian.top_eigenvalues(hvp, max_iter, tol, generator=g)
-            # Batched probes pay on a GPU; on CPU the batched double-backward is no faster.
-            trs = hessian.traces(hvp, max_iter, tol, generator=g,
-                                 probes_per_pass=8 if xs.is_cuda else 1)
+            # Probes per pass: the Taylor-mode pass is 1.5-2x cheaper per probe at 4 on CPU
+            # (benchmarks/bench_speed.py), where a batched double backward is no faster.
+            per_pass = 8 if xs.is_cuda else 4 if hvp.taylor is not None else 1
+            trs = hessian.traces(hvp, max_iter, tol, generator=g, probes_per_pass=per_pass)
             for top, tr in zip(tops, trs):
                 runs[k].append({"repeat": r, "samples": len(ys), "top": top.value,
                                 "top_iters": top.iterations, "top_converged": top.converged,
@@ -157,10 +158,9 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
             row["test_loss"], row["test_acc"] = evaluate(m, x_test, y_test)
         per_model.append(row)
     live_models = [models[i] for i in live]
-    # Stacked double backward pays on a GPU; on CPU grouped convolutions' double backward is
-    # slower than separate models (benchmarks/bench_speed.py), so `auto` stacks on CUDA only.
-    stack = len(live_models) > 1 and (vectorize is True or (vectorize == "auto"
-                                                            and device.type == "cuda"))
+    # Model by model: the trace then comes from the Taylor-mode pass, which has no stacked
+    # form; a stacked double backward (vectorize: true) was slower on CPU at width 16.
+    stack = len(live_models) > 1 and vectorize is True
     for i, h in zip(live, hessian_of_models(live_models, x_train, y_train, seed=seed,
                                             stack=stack, **hessian_cfg)):
         per_model[i].update(hessian_top=h["top"], hessian_trace=h["trace"],

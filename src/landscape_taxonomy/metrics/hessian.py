@@ -16,6 +16,10 @@ stacked or not, views as [S, numel/S] with block s in row s.
 Eval-mode BatchNorm is folded into the convolution before it (fold.py): the same
 function of the same parameters, with a much cheaper double backward.
 
+Hutchinson needs vᵀHv only: for the project's models it comes from a Taylor-mode forward
+pass (taylor.py), several probes at a time, with no backward pass at all; the power
+iteration needs H v and keeps the double backward.
+
 Stopping rules are PyHessian's: stop when the relative change of the eigenvalue estimate,
 or of the running mean of vᵀHv, is below tol.
 """
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .fold import fold_batchnorm
+from .taylor import Taylor, compile_model
 
 
 def cross_entropy(model, x, y):
@@ -35,10 +40,15 @@ def cross_entropy(model, x, y):
 
 
 class HVP:
-    """v -> H v for the mean `loss(model, x, y)` of `model` (eval mode) on (x, y)."""
+    """v -> H v, and vᵀHv for a batch of probes (`quad`), for the mean `loss(model, x, y)`
+    of `model` (eval mode) on (x, y).
+
+    vhv: "auto" takes vᵀHv from the Taylor-mode pass when the model is one it covers (the
+    plain cross-entropy of a single model), "autograd" always from v·(H v).
+    """
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 chunk: int = 1000, loss=cross_entropy, blocks: int = 1):
+                 chunk: int = 1000, loss=cross_entropy, blocks: int = 1, vhv: str = "auto"):
         if model.training:
             raise ValueError("Hessian: the model must be in eval mode (BatchNorm running stats)")
         self.model = fold_batchnorm(model)  # same parameters, same order
@@ -46,6 +56,10 @@ class HVP:
         self.loss, self.blocks, self.n = loss, blocks, len(y)
         self.chunks = [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, self.n, chunk)]
         self._grads = self._grad(*self.chunks[0]) if len(self.chunks) == 1 else None
+        covered = (vhv == "auto" and loss is cross_entropy and blocks == 1
+                   and len(self.params) == len(list(model.parameters()))
+                   and compile_model(model) is not None)
+        self.taylor = Taylor(model, x, y, chunk) if covered else None
 
     def _grad(self, x, y):
         return torch.autograd.grad(self.loss(self.model, x, y), self.params, create_graph=True)
@@ -65,6 +79,15 @@ class HVP:
         hv = torch.autograd.grad(grads, self.params, grad_outputs=v, retain_graph=retain,
                                  is_grads_batched=batched)
         return [h.detach() for h in hv]
+
+    def quad(self, probes: list[list[torch.Tensor]]) -> list[list[float]]:
+        """vᵀHv of each probe, block by block: [len(probes)][blocks]."""
+        if self.taylor is not None:
+            return [[q] for q in self.taylor.quad(probes).tolist()]
+        if len(probes) == 1:
+            return [self.block_dot(self(probes[0]), probes[0]).tolist()]
+        hvs = self([torch.stack(t) for t in zip(*probes)], batched=True)  # [b, *shape]
+        return [self.block_dot([h[j] for h in hvs], p).tolist() for j, p in enumerate(probes)]
 
     # -- per-block vector helpers -----------------------------------------------------
 
@@ -120,8 +143,9 @@ def traces(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: in
            generator: torch.Generator | None = None) -> list[Estimate]:
     """Hutchinson per block: mean of vᵀHv over Rademacher v, PyHessian's stopping rule.
 
-    With probes_per_pass > 1 several probes go through one batched double backward; they
-    are drawn and consumed in the one-at-a-time order, so the estimates do not change.
+    With probes_per_pass > 1 several probes go through one pass (Taylor-mode, or a batched
+    double backward); they are drawn and consumed in the one-at-a-time order, so the
+    estimates do not change: at most probes_per_pass − 1 products are computed in vain.
     """
     s = hvp.blocks
     sums, counts, est = [0.0] * s, [0] * s, [0.0] * s
@@ -133,13 +157,7 @@ def traces(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: in
 
     while drawn < max_iter and any(d is None for d in done):
         b = min(probes_per_pass, max_iter - drawn)
-        probes = [hvp.draw(rademacher) for _ in range(b)]
-        if b == 1:
-            vhv = [hvp.block_dot(hvp(probes[0]), probes[0]).tolist()]
-        else:
-            stacked = [torch.stack(t) for t in zip(*probes)]  # [b, *shape]
-            hvs = hvp(stacked, batched=True)
-            vhv = [hvp.block_dot([h[j] for h in hvs], probes[j]).tolist() for j in range(b)]
+        vhv = hvp.quad([hvp.draw(rademacher) for _ in range(b)])
         drawn += b
         for q in vhv:
             for k in range(s):

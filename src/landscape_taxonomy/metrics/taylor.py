@@ -1,0 +1,366 @@
+"""vᵀHv of the cross-entropy from one forward-mode pass, with no Hessian-vector product.
+
+Hutchinson's trace estimate needs vᵀHv, not H v. Along θ + εv the logits o(ε) give
+
+    vᵀHv = d²L/dε² = o'ᵀ ∇²CE o' + ∇CE · o''.
+
+o' is a forward tangent (every layer maps its input tangent x' to its output's). o'' is
+linear in each layer's own second-order term S_l, carried to the logits by the rest of
+the network's Jacobian: S = 2 conv(x', V) for a convolution, 2 a'c' for BatchNorm's
+scale, 2 x'Vᵀ for a linear layer; ReLU, max-pool, pooling and sums are linear, or have a
+zero second derivative. So ∇CE · o'' = Σ_l ⟨g_l, S_l⟩ with g_l the ordinary backprop
+adjoint at layer l's output, which does not depend on the direction: it is computed once,
+with the forward activations, BatchNorm's affine maps, ReLU masks and max-pool indices.
+
+Per direction a convolution layer then costs three convolutions of its size (its tangent
+has two terms; ⟨g, conv(x', V)⟩ = ⟨V, corr(x', g)⟩ is one weight gradient), where a
+Hessian-vector product (double backward) costs six and its bookkeeping: 2-3x faster
+per probe on CPU (benchmarks/bench_speed.py). B directions go through each layer
+together, their kernels stacked as the output channels of one convolution over the
+shared activations.
+
+Rules are written for the project's own layer types: Conv2d (zeros padding, groups 1)
+followed by an eval-mode BatchNorm2d or with its own bias, Linear, ReLU, MaxPool2d,
+AdaptiveAvgPool2d(1), Flatten and the ResNet basic block; so cnn, mlp, resnet18 and
+`nn.Sequential`s of these. `compile_model` returns None for anything else, and the trace
+then uses autograd (hessian.HVP). Values equal vᵀ(H v) from autograd up to floating-point
+reassociation (tests/test_taylor.py, and against exact Hessians).
+
+Directions are batched probe-major: a tangent activation is [B*N, ...], rows b*N:(b+1)*N
+belonging to direction b; a parameter's tangent is [B, *param.shape].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import MLP, BasicBlock, ResNet18, SmallCNN
+
+
+def _per_dir(t: torch.Tensor, B: int) -> torch.Tensor:
+    """[B*N, ...] -> a [B, N, ...] view."""
+    return t.view(B, t.shape[0] // B, *t.shape[1:])
+
+
+def _chan(p: torch.Tensor) -> torch.Tensor:
+    """[B, C] per-direction, per-channel values -> [B, 1, C, 1, 1], against [B, N, C, H, W]."""
+    return p[:, None, :, None, None]
+
+
+def _tracked(t):
+    """t, recorded by autograd even when no parameter requires grad (its adjoint is needed)."""
+    return t if t.requires_grad else t.requires_grad_()
+
+
+def _add(a, b):
+    return b if a is None else a if b is None else a + b
+
+
+# -- layers ------------------------------------------------------------------------------
+# primal(x): the output, caching (detached) what the direction does not change;
+# jet(x', v, B): the output tangent and ⟨g, S⟩/2 per direction ([B], or None).
+# Layers with parameters keep their output `y0` until `g`, its adjoint, is set.
+
+class ConvBN:
+    """conv, then eval BatchNorm as y = a ⊙ c + d per channel (a = γ/√(σ²+ε), d = β − μa),
+    or a conv with its own bias (a = 1, d = bias)."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None):
+        self.conv, self.bn = conv, bn
+        own = [conv.bias] if conv.bias is not None else []
+        self.params = [conv.weight, *([bn.weight, bn.bias] if bn is not None else own)]
+        c = conv
+        self.args = (list(c.stride), list(c.padding), list(c.dilation), False, [0, 0], 1)
+
+    def _conv(self, x, w):
+        return F.conv2d(x, w, None, self.conv.stride, self.conv.padding, self.conv.dilation)
+
+    def primal(self, x):
+        self.x0 = x.detach()
+        c = self._conv(x, self.conv.weight)
+        if self.bn is None:
+            self.y0 = c if self.conv.bias is None else c + self.conv.bias[:, None, None]
+            return _tracked(self.y0)
+        bn = self.bn
+        r = torch.rsqrt(bn.running_var + bn.eps)  # [C]
+        self.r, self.mu, self.c0 = r, bn.running_mean, c.detach()
+        self.a = (bn.weight * r).detach()[:, None, None]
+        self.y0 = torch.addcmul((bn.bias - bn.running_mean * bn.weight * r)[:, None, None],
+                                c, bn.weight[:, None, None] * r[:, None, None])
+        return _tracked(self.y0)
+
+    def set_adjoint(self, g):
+        self.g, self.y0 = g, None
+        self.gc = g if self.bn is None else g * self.a  # adjoint of the conv's output
+
+    def jet(self, x1, v, B):
+        W, V = self.conv.weight, v[0]  # V: [B, C_out, C_in, kh, kw]
+        n = self.x0.shape[0]
+        # c' = conv(x', W) + conv(x0, V): every direction's conv(x0, V_b) in one call, the
+        # B kernels stacked as output channels over the shared x0.
+        t = self._conv(self.x0, V.flatten(0, 1))  # [N, B*C, H, W]
+        t = t.unflatten(1, (B, -1)).transpose(0, 1)  # [B, N, C, H, W] view
+        s = None
+        if x1 is None:  # the input is the data: no tangent, no conv(x', V)
+            c1 = t.reshape(B * n, *t.shape[2:])
+        else:
+            c1 = self._conv(x1, W)
+            _per_dir(c1, B).add_(t)
+            # ⟨g_c, conv(x'_b, V_b)⟩ = ⟨V_b, corr(x'_b, g_c)⟩: a weight gradient per direction
+            s = torch.stack([
+                (torch.ops.aten.convolution_backward(
+                    self.gc, x1[b * n:(b + 1) * n], W, None, *self.args,
+                    [False, True, False])[1] * V[b]).sum() for b in range(B)])
+        if self.bn is None:
+            if self.conv.bias is not None:
+                c1 = (_per_dir(c1, B) + v[1][:, None, :, None, None]).view_as(c1)
+            return c1, s
+        # y' = a c' + a' c0 + d', with a' = r γ', d' = β' − μ a';  S/2 adds a' c'.
+        a1 = v[1] * self.r  # [B, C]
+        s = _add(s, ((_per_dir(c1, B) * self.g).sum((1, 3, 4)) * a1).sum(1))
+        y1 = c1 * self.a
+        _per_dir(y1, B).addcmul_(self.c0, _chan(a1)).add_(_chan(v[2] - self.mu * a1))
+        return y1, s
+
+
+class Linear:
+    def __init__(self, lin: nn.Linear):
+        self.lin = lin
+        self.params = [lin.weight] + ([lin.bias] if lin.bias is not None else [])
+
+    def primal(self, x):
+        self.x0 = x.detach()
+        self.y0 = self.lin(x)
+        return _tracked(self.y0)
+
+    def set_adjoint(self, g):
+        self.g, self.y0 = g, None
+
+    def jet(self, x1, v, B):
+        W, V = self.lin.weight, v[0]  # V: [B, K, F]
+        t = torch.einsum("nf,bkf->bnk", self.x0, V)  # x0 Vᵀ for every direction
+        if len(v) > 1:
+            t = t + v[1][:, None, :]
+        t = t.reshape(-1, W.shape[0])
+        if x1 is None:
+            return t, None
+        # S/2 = x' Vᵀ:  ⟨g, x'_b V_bᵀ⟩ = ⟨V_b, gᵀ x'_b⟩
+        s = (torch.einsum("nk,bnf->bkf", self.g, _per_dir(x1, B)) * V).sum((1, 2))
+        return x1 @ W.T + t, s
+
+
+class ReLU:
+    params = []
+
+    def primal(self, x):
+        self.m = (x > 0).to(x.dtype).detach()
+        return x.clamp_min(0)
+
+    def jet(self, x1, v, B):
+        # in place: no layer keeps its output tangent
+        return (None if x1 is None else _per_dir(x1, B).mul_(self.m).view_as(x1)), None
+
+
+class MaxPool:
+    params = []
+
+    def __init__(self, pool: nn.MaxPool2d):
+        self.pool = pool
+
+    def primal(self, x):
+        p = self.pool
+        y, self.idx = F.max_pool2d(x, p.kernel_size, p.stride, p.padding, p.dilation,
+                                   p.ceil_mode, return_indices=True)
+        return y
+
+    def jet(self, x1, v, B):
+        if x1 is None:
+            return None, None
+        # the tangent at the primal's max positions, per channel
+        n, c, h, w = self.idx.shape
+        idx = self.idx.reshape(1, n, c, h * w).expand(B, -1, -1, -1)
+        return x1.reshape(B, n, c, -1).gather(3, idx).view(B * n, c, h, w), None
+
+
+class GlobalAvgPool:
+    """adaptive_avg_pool2d(x, 1): [N, C, H, W] -> [N, C, 1, 1]."""
+    params = []
+
+    def primal(self, x):
+        return x.mean((2, 3), keepdim=True)
+
+    def jet(self, x1, v, B):
+        return (None if x1 is None else x1.mean((2, 3), keepdim=True)), None
+
+
+class Flatten:
+    params = []
+
+    def primal(self, x):
+        return x.flatten(1)
+
+    def jet(self, x1, v, B):
+        return (None if x1 is None else x1.flatten(1)), None
+
+
+class Residual:
+    """branch(x) + shortcut(x); the ReLU after the sum is an op of its own."""
+
+    def __init__(self, branch: list, shortcut: list):
+        self.branch, self.shortcut = branch, shortcut
+        self.params = [p for op in branch + shortcut for p in op.params]
+        self.split = sum(len(op.params) for op in branch)
+
+    def primal(self, x):
+        return _primal(self.branch, x) + _primal(self.shortcut, x)
+
+    def jet(self, x1, v, B):
+        a, sa = _jet(self.branch, x1, v[:self.split], B)
+        b, sb = _jet(self.shortcut, x1, v[self.split:], B)
+        return _add(a, b), _add(sa, sb)
+
+
+def _primal(ops, x):
+    for op in ops:
+        x = op.primal(x)
+    return x
+
+
+def _jet(ops, x1, v, B):
+    i, s = 0, None
+    for op in ops:
+        k = len(op.params)
+        x1, si = op.jet(x1, v[i:i + k], B)
+        s, i = _add(s, si), i + k
+    return x1, s
+
+
+def _with_params(ops):
+    """The layers that have parameters, nested ones included, in order."""
+    for op in ops:
+        if isinstance(op, Residual):
+            yield from _with_params(op.branch + op.shortcut)
+        elif op.params:
+            yield op
+
+
+# -- from modules to ops -----------------------------------------------------------------
+
+class _Unsupported(Exception):
+    pass
+
+
+def _seq(mods: list) -> list:
+    """Ops of modules applied one after another."""
+    ops, i = [], 0
+    while i < len(mods):
+        m = mods[i]
+        bn = mods[i + 1] if i + 1 < len(mods) and type(mods[i + 1]) is nn.BatchNorm2d else None
+        if type(m) is nn.Conv2d:
+            if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
+                raise _Unsupported(m)
+            if bn is not None and (m.bias is not None or not bn.affine
+                                   or bn.running_mean is None):
+                raise _Unsupported(bn)
+            ops.append(ConvBN(m, bn))
+            i += 1 if bn is None else 2
+            continue
+        if type(m) is nn.Linear:
+            ops.append(Linear(m))
+        elif type(m) is nn.ReLU:
+            ops.append(ReLU())
+        elif type(m) is nn.MaxPool2d:
+            ops.append(MaxPool(m))
+        elif type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1)):
+            ops.append(GlobalAvgPool())
+        elif type(m) is nn.Flatten and m.start_dim == 1 and m.end_dim == -1:
+            ops.append(Flatten())
+        elif type(m) is nn.Sequential:
+            ops += _seq(list(m))
+        elif type(m) is BasicBlock:
+            ops += [Residual(_seq([m.conv1, m.bn1, nn.ReLU(), m.conv2, m.bn2]),
+                             _seq(list(m.shortcut))), ReLU()]
+        elif type(m) is not nn.Identity:
+            raise _Unsupported(m)
+        i += 1
+    return ops
+
+
+def compile_model(model: nn.Module) -> list | None:
+    """The model as a chain of ops, or None when some part of it is not covered here.
+    The models' forward is written out: features, global average pooling, head."""
+    gap = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    try:
+        if type(model) is SmallCNN:
+            return _seq([model.features, *gap, model.head])
+        if type(model) is ResNet18:
+            return _seq([model.stem, model.layers, *gap, model.head])
+        if type(model) is MLP:
+            return _seq(list(model.net))
+        if type(model) is nn.Sequential:
+            return _seq(list(model))
+    except _Unsupported:
+        pass
+    return None
+
+
+# -- vᵀHv of the mean cross-entropy ------------------------------------------------------
+
+class Taylor:
+    """vᵀHv of the mean cross-entropy of `model` (eval mode) on (x, y), B directions at once.
+
+    Samples above `chunk` points are split and each chunk weighted by its size; with one
+    chunk the primal and adjoint passes are computed once and kept, with several they are
+    recomputed per call to bound memory (as autograd's path recomputes its graph).
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1000):
+        if model.training:
+            raise ValueError("Hessian: the model must be in eval mode (BatchNorm running stats)")
+        self.ops = compile_model(model)
+        if self.ops is None:
+            raise ValueError(f"no Taylor-mode rules for {type(model).__name__}")
+        self.n = len(y)
+        # op parameter order -> model parameter order
+        params = list(model.parameters())
+        where = {id(p): i for i, p in enumerate(params)}
+        self.order = [where[id(p)] for op in self.ops for p in op.params]
+        if sorted(self.order) != list(range(len(params))):
+            raise ValueError("Taylor-mode ops do not cover every parameter of the model")
+        self.chunks = [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, self.n, chunk)]
+        self._kept = self._primal(*self.chunks[0]) if len(self.chunks) == 1 else None
+        # The ops must compute the module's own function (a changed forward() is caught).
+        with torch.no_grad():
+            ref = model(self.chunks[0][0])
+        got = (self._kept or self._primal(*self.chunks[0]))[0]
+        if not torch.allclose(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item()):
+            raise RuntimeError(f"Taylor-mode ops disagree with {type(model).__name__}.forward: "
+                               "update metrics/taylor.py")
+
+    def _primal(self, x, y):
+        """Logits and softmax p [N, K]; every op caches its part, and its adjoint."""
+        with torch.enable_grad():
+            logits = _primal(self.ops, x.contiguous())  # NCHW: the faster layout here
+            loss = F.cross_entropy(logits, y, reduction="sum") / self.n
+            layers = list(_with_params(self.ops))
+            for op, g in zip(layers, torch.autograd.grad(loss, [op.y0 for op in layers])):
+                op.set_adjoint(g)
+        logits = logits.detach()
+        return logits, torch.softmax(logits, 1)
+
+    @torch.no_grad()
+    def quad(self, probes: list[list[torch.Tensor]]) -> torch.Tensor:
+        """[B] vᵀHv, one per probe (a list of tensors shaped like the model's parameters)."""
+        B = len(probes)
+        V = [torch.stack(t) for t in zip(*probes)]  # [B, *shape] per parameter
+        V = [V[i] for i in self.order]
+        total = 0.0
+        for x, y in self.chunks:
+            _, p = self._kept if self._kept is not None else self._primal(x, y)
+            o1, s = _jet(self.ops, None, V, B)
+            po1 = p * _per_dir(o1, B)  # [B, N, K]
+            curv = (po1 * _per_dir(o1, B)).sum(2) - po1.sum(2) ** 2  # o'ᵀ (diag p − ppᵀ) o'
+            total = total + curv.sum(1) / self.n + 2 * s
+        return total

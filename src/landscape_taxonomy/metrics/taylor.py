@@ -13,9 +13,10 @@ adjoint at layer l's output, which does not depend on the direction: it is compu
 with the forward activations, BatchNorm's affine maps, ReLU masks and max-pool indices.
 
 Per direction a convolution layer then costs three convolutions of its size (its tangent
-has two terms; ⟨g, conv(x', V)⟩ = ⟨V, corr(x', g)⟩ is one weight gradient), where a
-Hessian-vector product (double backward) costs six and its bookkeeping: 2-3x faster
-per probe on CPU (benchmarks/bench_speed.py). B directions go through each layer
+has two terms; ⟨g, conv(x', V)⟩ = ⟨V, corr(x', g)⟩ is one weight gradient) and one
+activation-sized add, BatchNorm's terms folded into the kernels; a Hessian-vector product
+(double backward) costs six convolutions and its bookkeeping: 2-5x faster per probe on
+CPU (benchmarks/bench_speed.py). B directions go through each layer
 together, their kernels stacked as the output channels of one convolution over the
 shared activations.
 
@@ -44,11 +45,6 @@ def _per_dir(t: torch.Tensor, B: int) -> torch.Tensor:
     return t.view(B, t.shape[0] // B, *t.shape[1:])
 
 
-def _chan(p: torch.Tensor) -> torch.Tensor:
-    """[B, C] per-direction, per-channel values -> [B, 1, C, 1, 1], against [B, N, C, H, W]."""
-    return p[:, None, :, None, None]
-
-
 def _tracked(t):
     """t, recorded by autograd even when no parameter requires grad (its adjoint is needed)."""
     return t if t.requires_grad else t.requires_grad_()
@@ -64,64 +60,71 @@ def _add(a, b):
 # Layers with parameters keep their output `y0` until `g`, its adjoint, is set.
 
 class ConvBN:
-    """conv, then eval BatchNorm as y = a ⊙ c + d per channel (a = γ/√(σ²+ε), d = β − μa),
-    or a conv with its own bias (a = 1, d = bias)."""
+    """conv, then eval BatchNorm, as one convolution with weight aW and bias d per output
+    channel (a = γ/√(σ²+ε), d = β − μa); or a conv with its own bias (a = 1, d = bias)."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None):
         self.conv, self.bn = conv, bn
         own = [conv.bias] if conv.bias is not None else []
         self.params = [conv.weight, *([bn.weight, bn.bias] if bn is not None else own)]
-        c = conv
-        self.args = (list(c.stride), list(c.padding), list(c.dilation), False, [0, 0], 1)
+        self.args = (list(conv.stride), list(conv.padding), list(conv.dilation), False, [0, 0],
+                     1)
 
-    def _conv(self, x, w):
-        return F.conv2d(x, w, None, self.conv.stride, self.conv.padding, self.conv.dilation)
+    def _conv(self, x, w, b=None):
+        return F.conv2d(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation)
+
+    def _corr(self, x, g):
+        """The weight gradient Σ_n x ⋆ g: [C_out, x's channels, kh, kw]."""
+        w = self.conv.weight  # for its shape: C_in repeated when x stacks several tangents
+        w = w if x.shape[1] == w.shape[1] else w.repeat(1, x.shape[1] // w.shape[1], 1, 1)
+        return torch.ops.aten.convolution_backward(g, x, w, None, *self.args,
+                                                   [False, True, False])[1]
 
     def primal(self, x):
-        self.x0 = x.detach()
-        c = self._conv(x, self.conv.weight)
+        self.x0, W = x.detach(), self.conv.weight
         if self.bn is None:
-            self.y0 = c if self.conv.bias is None else c + self.conv.bias[:, None, None]
-            return _tracked(self.y0)
-        bn = self.bn
-        r = torch.rsqrt(bn.running_var + bn.eps)  # [C]
-        self.r, self.mu, self.c0 = r, bn.running_mean, c.detach()
-        self.a = (bn.weight * r).detach()[:, None, None]
-        self.y0 = torch.addcmul((bn.bias - bn.running_mean * bn.weight * r)[:, None, None],
-                                c, bn.weight[:, None, None] * r[:, None, None])
+            self.y0 = self._conv(x, W, self.conv.bias)
+            self.wa = W.detach()
+        else:
+            bn = self.bn
+            self.r, self.mu = torch.rsqrt(bn.running_var + bn.eps), bn.running_mean  # [C]
+            a = bn.weight * self.r
+            self.y0 = self._conv(x, W * a[:, None, None, None], bn.bias - self.mu * a)
+            self.a, self.wa = a.detach(), (W * a[:, None, None, None]).detach()
         return _tracked(self.y0)
 
     def set_adjoint(self, g):
         self.g, self.y0 = g, None
-        self.gc = g if self.bn is None else g * self.a  # adjoint of the conv's output
+        if self.bn is not None:
+            self.g0 = self._corr(self.x0, g)  # corr(x0, g), for the a'-terms below
 
     def jet(self, x1, v, B):
+        # y' = a conv(x', W) + a conv(x0, V) + a' conv(x0, W) + d' = conv(x', aW) + conv(x0, K)
+        # + d' with K = aV + a'W; and S/2 = a conv(x', V) + a' conv(x', W) + a' conv(x0, V), so
+        # ⟨g, S/2⟩ = ⟨K, corr(x', g)⟩ + ⟨a'V, corr(x0, g)⟩. No activation-sized arithmetic
+        # but one add: everything else acts on kernels.
         W, V = self.conv.weight, v[0]  # V: [B, C_out, C_in, kh, kw]
-        n = self.x0.shape[0]
-        # c' = conv(x', W) + conv(x0, V): every direction's conv(x0, V_b) in one call, the
-        # B kernels stacked as output channels over the shared x0.
-        t = self._conv(self.x0, V.flatten(0, 1))  # [N, B*C, H, W]
-        t = t.unflatten(1, (B, -1)).transpose(0, 1)  # [B, N, C, H, W] view
-        s = None
-        if x1 is None:  # the input is the data: no tangent, no conv(x', V)
-            c1 = t.reshape(B * n, *t.shape[2:])
-        else:
-            c1 = self._conv(x1, W)
-            _per_dir(c1, B).add_(t)
-            # ⟨g_c, conv(x'_b, V_b)⟩ = ⟨V_b, corr(x'_b, g_c)⟩: a weight gradient per direction
-            s = torch.stack([
-                (torch.ops.aten.convolution_backward(
-                    self.gc, x1[b * n:(b + 1) * n], W, None, *self.args,
-                    [False, True, False])[1] * V[b]).sum() for b in range(B)])
+        n, s = self.x0.shape[0], None
         if self.bn is None:
-            if self.conv.bias is not None:
-                c1 = (_per_dir(c1, B) + v[1][:, None, :, None, None]).view_as(c1)
-            return c1, s
-        # y' = a c' + a' c0 + d', with a' = r γ', d' = β' − μ a';  S/2 adds a' c'.
-        a1 = v[1] * self.r  # [B, C]
-        s = _add(s, ((_per_dir(c1, B) * self.g).sum((1, 3, 4)) * a1).sum(1))
-        y1 = c1 * self.a
-        _per_dir(y1, B).addcmul_(self.c0, _chan(a1)).add_(_chan(v[2] - self.mu * a1))
+            K, d1 = V, (v[1] if len(v) > 1 else None)
+        else:
+            a1 = v[1] * self.r  # [B, C]: the tangent of a
+            K = V * self.a[:, None, None, None] + a1[:, :, None, None, None] * W
+            d1 = v[2] - self.mu * a1
+            s = (a1[:, :, None, None, None] * V * self.g0).sum((1, 2, 3, 4))
+        # every direction's conv(x0, K_b) + d'_b in one call: the B kernels stacked as
+        # output channels over the shared x0
+        t = self._conv(self.x0, K.flatten(0, 1), None if d1 is None else d1.flatten())
+        t = t.unflatten(1, (B, -1)).transpose(0, 1)  # [B, N, C, H, W] view
+        if x1 is None:  # the input is the data: no tangent
+            return t.reshape(B * n, *t.shape[2:]), s
+        y1 = self._conv(x1, self.wa)
+        _per_dir(y1, B).add_(t)
+        # corr(x'_b, g) for every direction in one weight gradient: the directions' tangents
+        # stacked as input channels, [N, B*C_in, H, W] -> [C_out, B*C_in, kh, kw]
+        xc = _per_dir(x1, B).transpose(0, 1).reshape(n, -1, *x1.shape[2:])
+        G = self._corr(xc, self.g).unflatten(1, (B, -1)).transpose(0, 1)  # [B, *W.shape]
+        s = _add(s, (G * K).sum((1, 2, 3, 4)))
         return y1, s
 
 

@@ -110,9 +110,9 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
             else:
                 hvp = hessian.HVP(group[0], xs, ys, chunk=chunk)
             tops = hessian.top_eigenvalues(hvp, max_iter, tol, generator=g)
-            # Probes per pass: the Taylor-mode pass is 1.5-2x cheaper per probe at 4 on CPU
-            # (benchmarks/bench_speed.py), where a batched double backward is no faster.
-            per_pass = 8 if xs.is_cuda else 4 if hvp.taylor is not None else 1
+            # Probes per pass: the forward-mode vᵀHv is 1.3-2x cheaper per probe at 4 than at 1
+            # on CPU (benchmarks/bench_speed.py), where a batched double backward is no faster.
+            per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1
             trs = hessian.traces(hvp, max_iter, tol, generator=g, probes_per_pass=per_pass)
             for top, tr in zip(tops, trs):
                 runs[k].append({"repeat": r, "samples": len(ys), "top": top.value,
@@ -158,8 +158,8 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
             row["test_loss"], row["test_acc"] = evaluate(m, x_test, y_test)
         per_model.append(row)
     live_models = [models[i] for i in live]
-    # Model by model: the trace then comes from the Taylor-mode pass, which has no stacked
-    # form; a stacked double backward (vectorize: true) was slower on CPU at width 16.
+    # Model by model, through second_order.py, which has no stacked form; a stacked double
+    # backward (vectorize: true) gives the same estimates and was slower on CPU.
     stack = len(live_models) > 1 and vectorize is True
     for i, h in zip(live, hessian_of_models(live_models, x_train, y_train, seed=seed,
                                             stack=stack, **hessian_cfg)):

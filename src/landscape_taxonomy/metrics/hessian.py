@@ -1,5 +1,10 @@
 """Hessian top eigenvalue and trace of the plain cross-entropy, PyHessian's algorithms.
 
+For the project's models (cnn, mlp, resnet18) both products come from hand-derived
+second-order rules with everything direction-free kept (second_order.py): vᵀHv for
+Hutchinson by one forward-mode pass, several probes at a time; H v for the power
+iteration by the R-operator. Any other model, and stacked models, use autograd:
+
 Hessian-vector products come from `torch.autograd.grad` twice (double backward), never
 `backward(create_graph=True)`, which leaks the graph into `.grad` (PyHessian issues 25, 28).
 When the sample fits in one chunk, the gradient graph is built once and reused by every
@@ -16,10 +21,6 @@ stacked or not, views as [S, numel/S] with block s in row s.
 Eval-mode BatchNorm is folded into the convolution before it (fold.py): the same
 function of the same parameters, with a much cheaper double backward.
 
-Hutchinson needs vᵀHv only: for the project's models it comes from a Taylor-mode forward
-pass (taylor.py), several probes at a time, with no backward pass at all; the power
-iteration needs H v and keeps the double backward.
-
 Stopping rules are PyHessian's: stop when the relative change of the eigenvalue estimate,
 or of the running mean of vᵀHv, is below tol.
 """
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .fold import fold_batchnorm
-from .taylor import Taylor, compile_model
+from .second_order import SecondOrder, compile_model
 
 
 def cross_entropy(model, x, y):
@@ -43,29 +44,33 @@ class HVP:
     """v -> H v, and vᵀHv for a batch of probes (`quad`), for the mean `loss(model, x, y)`
     of `model` (eval mode) on (x, y).
 
-    vhv: "auto" takes vᵀHv from the Taylor-mode pass when the model is one it covers (the
-    plain cross-entropy of a single model), "autograd" always from v·(H v).
+    engine: "auto" uses second_order.py when it covers the model (the plain cross-entropy
+    of one model whose parameters all train), "autograd" always the double backward.
     """
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 chunk: int = 1000, loss=cross_entropy, blocks: int = 1, vhv: str = "auto"):
+                 chunk: int = 1000, loss=cross_entropy, blocks: int = 1, engine: str = "auto"):
         if model.training:
             raise ValueError("Hessian: the model must be in eval mode (BatchNorm running stats)")
         self.model = fold_batchnorm(model)  # same parameters, same order
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.loss, self.blocks, self.n = loss, blocks, len(y)
         self.chunks = [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, self.n, chunk)]
-        self._grads = self._grad(*self.chunks[0]) if len(self.chunks) == 1 else None
-        covered = (vhv == "auto" and loss is cross_entropy and blocks == 1
+        covered = (engine == "auto" and loss is cross_entropy and blocks == 1
                    and len(self.params) == len(list(model.parameters()))
                    and compile_model(model) is not None)
-        self.taylor = Taylor(model, x, y, chunk) if covered else None
+        self.second_order = SecondOrder(model, x, y, chunk) if covered else None
+        self._grads = None
+        if self.second_order is None and len(self.chunks) == 1:
+            self._grads = self._grad(*self.chunks[0])
 
     def _grad(self, x, y):
         return torch.autograd.grad(self.loss(self.model, x, y), self.params, create_graph=True)
 
     def __call__(self, v: list[torch.Tensor], batched: bool = False) -> list[torch.Tensor]:
         """H v; with batched=True every tensor of v has a leading probe dimension [B, ...]."""
+        if self.second_order is not None and not batched:
+            return self.second_order.hvp(v)
         if self._grads is not None:
             return self._product(self._grads, v, batched, retain=True)
         out = None
@@ -82,8 +87,8 @@ class HVP:
 
     def quad(self, probes: list[list[torch.Tensor]]) -> list[list[float]]:
         """vᵀHv of each probe, block by block: [len(probes)][blocks]."""
-        if self.taylor is not None:
-            return [[q] for q in self.taylor.quad(probes).tolist()]
+        if self.second_order is not None:
+            return [[q] for q in self.second_order.quad(probes).tolist()]
         if len(probes) == 1:
             return [self.block_dot(self(probes[0]), probes[0]).tolist()]
         hvs = self([torch.stack(t) for t in zip(*probes)], batched=True)  # [b, *shape]
@@ -143,7 +148,7 @@ def traces(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: in
            generator: torch.Generator | None = None) -> list[Estimate]:
     """Hutchinson per block: mean of vᵀHv over Rademacher v, PyHessian's stopping rule.
 
-    With probes_per_pass > 1 several probes go through one pass (Taylor-mode, or a batched
+    With probes_per_pass > 1 several probes go through one pass (forward-mode, or a batched
     double backward); they are drawn and consumed in the one-at-a-time order, so the
     estimates do not change: at most probes_per_pass − 1 products are computed in vain.
     """

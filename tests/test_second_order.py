@@ -1,4 +1,4 @@
-"""Taylor-mode vᵀHv against exact Hessians and against autograd's double backward."""
+"""Second-order rules (vᵀHv and H v) against exact Hessians and autograd's double backward."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from test_hessian import exact_hessian
 from torch import nn
 
-from landscape_taxonomy.metrics import hessian, taylor
+from landscape_taxonomy.metrics import hessian, second_order
 from landscape_taxonomy.models import SmallCNN, build_model
 
 
@@ -48,7 +48,7 @@ def unflat(vec, like):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_quad_is_vHv_of_the_exact_hessian(name):
+def test_products_are_those_of_the_exact_hessian(name):
     make, shape, k = CASES[name]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(30, *shape, generator=g, dtype=torch.float64)
@@ -57,9 +57,13 @@ def test_quad_is_vHv_of_the_exact_hessian(name):
     h = exact_hessian(model, x, y)
     params = list(model.parameters())
     vs = torch.randn(3, h.shape[0], generator=g, dtype=torch.float64)
-    got = taylor.Taylor(model, x, y).quad([unflat(v, params) for v in vs])
-    want = torch.stack([v @ h @ v for v in vs])
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    so = second_order.SecondOrder(model, x, y)
+    got = so.quad([unflat(v, params) for v in vs])
+    torch.testing.assert_close(got, torch.stack([v @ h @ v for v in vs]), rtol=1e-10,
+                               atol=1e-12)
+    for v in vs:
+        torch.testing.assert_close(flat(so.hvp(unflat(v, params))), h @ v, rtol=1e-10,
+                                   atol=1e-12)
 
 
 def test_resnet18_and_chunks_match_autograd():
@@ -68,14 +72,15 @@ def test_resnet18_and_chunks_match_autograd():
     x = torch.randn(24, 3, 8, 8, generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (24,), generator=g)
     model = with_running_stats(build_model("resnet18", 1, (3, 8, 8), 10, seed=1).double(), x)
-    ref = hessian.HVP(model, x, y, vhv="autograd")
+    ref = hessian.HVP(model, x, y, engine="autograd")
     probes = [[torch.randn(p.shape, generator=g, dtype=torch.float64) for p in ref.params]
               for _ in range(2)]
-    want = [q[0] for q in ref.quad(probes)]
+    want = torch.tensor([q[0] for q in ref.quad(probes)], dtype=torch.float64)
     for chunk in (1000, 10):  # one kept primal pass; three recomputed chunks
-        got = taylor.Taylor(model, x, y, chunk=chunk).quad(probes)
-        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-10,
-                                   atol=0)
+        so = second_order.SecondOrder(model, x, y, chunk=chunk)
+        torch.testing.assert_close(so.quad(probes), want, rtol=1e-10, atol=0)
+        torch.testing.assert_close(flat(so.hvp(probes[0])), flat(ref(probes[0])), rtol=1e-10,
+                                   atol=1e-12)
 
 
 def test_float32_cnn_agrees_with_autograd_within_rounding():
@@ -83,25 +88,33 @@ def test_float32_cnn_agrees_with_autograd_within_rounding():
     x = torch.randn(200, 1, 8, 8, generator=g)
     y = torch.randint(0, 10, (200,), generator=g)
     model = with_running_stats(build_model("cnn", 8, (1, 8, 8), 10, seed=0), x)
-    ref = hessian.HVP(model, x, y, vhv="autograd")
+    ref = hessian.HVP(model, x, y, engine="autograd")
     probes = [[torch.randint(0, 2, p.shape, generator=g).float() * 2 - 1 for p in ref.params]
               for _ in range(4)]
-    got = taylor.Taylor(model, x, y).quad(probes)
+    so = second_order.SecondOrder(model, x, y)
     want = torch.tensor([q[0] for q in ref.quad(probes)])
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    torch.testing.assert_close(so.quad(probes), want, rtol=1e-4,
+                               atol=1e-4 * want.abs().max().item())
+    hv, ref_hv = flat(so.hvp(probes[0])), flat(ref(probes[0]))
+    torch.testing.assert_close(hv, ref_hv, rtol=1e-4, atol=1e-4 * ref_hv.abs().max().item())
 
 
-def test_traces_are_the_same_with_or_without_taylor():
-    """Same probes, same stopping point, same estimate: only the arithmetic differs."""
+def test_estimates_are_the_same_with_either_engine():
+    """Same random vectors, same stopping points, same estimates: only the arithmetic
+    differs."""
     g = torch.Generator().manual_seed(4)
     x = torch.randn(64, 1, 8, 8, generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (64,), generator=g)
     model = with_running_stats(build_model("cnn", 2, (1, 8, 8), 10, seed=0).double(), x)
-    fast, slow = hessian.HVP(model, x, y), hessian.HVP(model, x, y, vhv="autograd")
-    assert fast.taylor is not None and slow.taylor is None
+    fast, slow = hessian.HVP(model, x, y), hessian.HVP(model, x, y, engine="autograd")
+    assert fast.second_order is not None and slow.second_order is None
     a = hessian.trace(fast, 100, 1e-3, probes_per_pass=4,
                       generator=torch.Generator().manual_seed(0))
     b = hessian.trace(slow, 100, 1e-3, generator=torch.Generator().manual_seed(0))
+    assert a.iterations == b.iterations
+    assert a.value == pytest.approx(b.value, rel=1e-10)
+    a, b = (hessian.top_eigenvalue(op, 100, 1e-4, generator=torch.Generator().manual_seed(0))
+            for op in (fast, slow))
     assert a.iterations == b.iterations
     assert a.value == pytest.approx(b.value, rel=1e-10)
 
@@ -110,24 +123,24 @@ def test_models_it_does_not_cover_fall_back_to_autograd():
     tanh = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).eval()
     grouped = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(2, 3)).eval()
     for model in (tanh, grouped):
-        assert taylor.compile_model(model) is None
+        assert second_order.compile_model(model) is None
     x, y = torch.randn(10, 4), torch.zeros(10, dtype=torch.long)
     hvp = hessian.HVP(tanh, x, y)
-    assert hvp.taylor is None
+    assert hvp.second_order is None
     assert hessian.trace(hvp, 20, 1e-3).value > 0
 
 
 def test_a_changed_forward_is_caught(monkeypatch):
     model = build_model("cnn", 1, (1, 8, 8), 10, seed=0).eval()
     x, y = torch.randn(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)
-    taylor.Taylor(model, x, y)  # the real forward passes the check
+    second_order.SecondOrder(model, x, y)  # the real forward passes the check
     monkeypatch.setattr(SmallCNN, "forward", lambda self, t: self.head(
         self.features(t).amax((2, 3))))  # max- instead of average-pooling
     with pytest.raises(RuntimeError, match="disagree"):
-        taylor.Taylor(model, x, y)
+        second_order.SecondOrder(model, x, y)
 
 
 def test_rejects_a_model_in_train_mode():
     model = build_model("cnn", 1, (1, 8, 8), 10, seed=0).train()
     with pytest.raises(ValueError, match="eval mode"):
-        taylor.Taylor(model, torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+        second_order.SecondOrder(model, torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))

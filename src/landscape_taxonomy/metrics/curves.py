@@ -58,6 +58,16 @@ def _unflat(flat: torch.Tensor, like: dict) -> dict:
     return {k: p.view(v.shape) for (k, v), p in zip(like.items(), parts)}
 
 
+def caller(model):
+    """state, x -> model(x) with `state` in place of its parameters and buffers.
+    functional_call's check for tied weights walks every module on every call (5% of a curve
+    step); it is skipped for models that share no parameter between two names, where it
+    does nothing."""
+    tied = len(list(model.named_parameters(remove_duplicate=False))) != len(
+        list(model.named_parameters()))
+    return lambda state, x: functional_call(model, state, (x,), tie_weights=tied)
+
+
 def in_layout(weights: dict, fmt: torch.memory_format) -> dict:
     """Convolution weights in the layout the inputs use (a copy of a few small tensors)."""
     return {k: v.contiguous(memory_format=fmt) if v.dim() == 4 else v for k, v in weights.items()}
@@ -79,6 +89,7 @@ def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum:
     g = torch.Generator().manual_seed(seed)
     n, skip_single = len(y), has_batchnorm(model)
     fmt = fast_layout(model, x.device)
+    call = caller(model)
     model.train()
     for epoch in range(epochs):
         for group in opt.param_groups:
@@ -91,7 +102,7 @@ def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum:
             t = torch.rand((), generator=g).item()
             w = (1 - t) ** 2 * fa + 2 * t * (1 - t) * bend + t ** 2 * fb
             xb = x[idx].contiguous(memory_format=fmt)
-            out = functional_call(model, {**in_layout(_unflat(w, a), fmt), **buffers}, (xb,))
+            out = call({**in_layout(_unflat(w, a), fmt), **buffers}, xb)
             loss = F.cross_entropy(out, y[idx]) + 0.5 * weight_decay * w.dot(w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -119,7 +130,7 @@ def recompute_bn(model, weights: dict, x, batch_size: int) -> dict:
     model.train()
     fmt = fast_layout(model, x.device)
     weights = in_layout(weights, fmt)
-    seen = 0
+    call, seen = caller(model), 0
     try:
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size].contiguous(memory_format=fmt)
@@ -127,7 +138,7 @@ def recompute_bn(model, weights: dict, x, batch_size: int) -> dict:
                 continue
             for m in bns:
                 m.momentum = len(xb) / (seen + len(xb))
-            functional_call(model, {**weights, **buffers}, (xb,))
+            call({**weights, **buffers}, xb)
             seen += len(xb)
     finally:
         for m, mom in zip(bns, saved):
@@ -144,10 +155,10 @@ def error_and_loss(model, weights: dict, buffers: dict, x, y, batch_size: int):
     state = {names[k]: v for k, v in {**weights, **buffers}.items()}
     fmt = fast_layout(model, x.device)
     state = in_layout(state, fmt)
-    wrong, loss = 0.0, 0.0
+    call, wrong, loss = caller(folded), 0.0, 0.0
     for i in range(0, len(y), batch_size):
         xb = x[i:i + batch_size].contiguous(memory_format=fmt)
-        out = functional_call(folded, state, (xb,))
+        out = call(state, xb)
         wrong += (out.argmax(1) != y[i:i + batch_size]).sum().item()
         loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
     return 100.0 * wrong / len(y), loss / len(y)

@@ -28,10 +28,20 @@ def sequential_model():
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
 
 
+def bare_model():
+    """Layers with no bias and no BatchNorm, dilated and strided convolutions."""
+    torch.manual_seed(5)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=2, dilation=2, bias=False), nn.ReLU(),
+                         nn.Conv2d(3, 4, 3, stride=2, padding=2, dilation=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6, bias=False),
+                         nn.ReLU(), nn.Linear(6, 5))
+
+
 CASES = {  # name -> (model, input shape, classes)
     "cnn": (lambda: build_model("cnn", 1, (1, 6, 6), 4, seed=0), (1, 6, 6), 4),
     "mlp": (lambda: build_model("mlp", 1, (1, 4, 4), 4, seed=0), (1, 4, 4), 4),
     "sequential": (sequential_model, (2, 6, 6), 5),
+    "bare": (bare_model, (2, 7, 7), 5),
 }
 
 
@@ -62,8 +72,9 @@ def test_products_are_those_of_the_exact_hessian(name):
     torch.testing.assert_close(got, torch.stack([v @ h @ v for v in vs]), rtol=1e-10,
                                atol=1e-12)
     for v in vs:
-        torch.testing.assert_close(flat(so.hvp(unflat(v, params))), h @ v, rtol=1e-10,
-                                   atol=1e-12)
+        hv = so.hvp(unflat(v, params))
+        assert [t.shape for t in hv] == [p.shape for p in params]
+        torch.testing.assert_close(flat(hv), h @ v, rtol=1e-10, atol=1e-12)
 
 
 def test_resnet18_and_chunks_match_autograd():
@@ -122,12 +133,15 @@ def test_estimates_are_the_same_with_either_engine():
 def test_models_it_does_not_cover_fall_back_to_autograd():
     tanh = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).eval()
     grouped = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(2, 3)).eval()
-    for model in (tanh, grouped):
+    shared = nn.Linear(4, 4)
+    tied = nn.Sequential(shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(4, 3)).eval()
+    for model in (tanh, grouped, tied):
         assert second_order.compile_model(model) is None
     x, y = torch.randn(10, 4), torch.zeros(10, dtype=torch.long)
-    hvp = hessian.HVP(tanh, x, y)
-    assert hvp.second_order is None
-    assert hessian.trace(hvp, 20, 1e-3).value > 0
+    for model in (tanh, tied):
+        hvp = hessian.HVP(model, x, y)
+        assert hvp.second_order is None
+        assert hessian.trace(hvp, 20, 1e-3).value > 0
 
 
 def test_a_changed_forward_is_caught(monkeypatch):

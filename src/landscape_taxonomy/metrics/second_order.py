@@ -101,16 +101,23 @@ def compile_model(model: nn.Module) -> list | None:
     gap = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     try:
         if type(model) is SmallCNN:
-            return _seq([model.features, *gap, model.head])
-        if type(model) is ResNet18:
-            return _seq([model.stem, model.layers, *gap, model.head])
-        if type(model) is MLP:
-            return _seq(list(model.net))
-        if type(model) is nn.Sequential:
-            return _seq(list(model))
+            ops = _seq([model.features, *gap, model.head])
+        elif type(model) is ResNet18:
+            ops = _seq([model.stem, model.layers, *gap, model.head])
+        elif type(model) is MLP:
+            ops = _seq(list(model.net))
+        elif type(model) is nn.Sequential:
+            ops = _seq(list(model))
+        else:
+            return None
     except _Unsupported:
-        pass
-    return None
+        return None
+    # Each parameter in exactly one op: a layer used twice (tied weights) has a Hessian
+    # these per-layer rules do not describe.
+    mine = [id(p) for op in ops for p in op.params]
+    if sorted(mine) != sorted(id(p) for p in model.parameters()):
+        return None
+    return ops
 
 
 # -- the products ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from .config import ConfigError, load_params
+from .config import ConfigError, load_params, load_phase_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Loss-landscape taxonomy: train a grid, measure it, sort it into phases.")
@@ -33,9 +33,11 @@ def one_line_errors(fn):
     def wrapper(*args, **kwargs):
         from .data import DataError
         from .pipeline import CellsFailed
+        from .tables import TableError
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, DataError, FileNotFoundError, CellsFailed, ValueError) as e:
+        except (ConfigError, DataError, TableError, FileNotFoundError, CellsFailed,
+                ValueError) as e:
             typer.echo(f"error: {e}", err=True)
             sys.exit(2)
     return wrapper
@@ -78,17 +80,37 @@ def metrics_command(params: Path = PARAMS,
     typer.echo(f"metrics of {len(table)} cells -> {out}")
 
 
+def _threshold(name: str):
+    return typer.Option(None, f"--{name}-threshold",
+                        help=f"a number, or auto; overrides phase.{name.replace('-', '_')}"
+                             "_threshold of --params")
+
+
+LOAD_COL = typer.Option(None, "--load-col", help="column holding the load axis (e.g. width)")
+TEMPERATURE_COL = typer.Option(None, "--temperature-col",
+                               help="column holding the temperature axis (e.g. batch_size)")
+
+
 @app.command("classify")
 @one_line_errors
 def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)"),
-                     params: Path = PARAMS,
+                     params: Path = typer.Option(None, "--params", help=(
+                         "params.yaml, or one with only a phase: section; without it every "
+                         "threshold is auto")),
                      out: Path = typer.Option(Path("reports/phases.csv"), help="phases table"),
-                     summary: Path = typer.Option(None, help="also write summary JSON here")):
+                     summary: Path = typer.Option(None, help="also write summary JSON here"),
+                     train_loss_threshold: str = _threshold("train-loss"),
+                     mc_threshold: str = _threshold("mc"),
+                     cka_threshold: str = _threshold("cka"),
+                     load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Sort each cell of a metrics table into phase I, II, III, IV-A or IV-B."""
     from . import pipeline
-    ph = load_params(params).phase
+    ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
+                                    "mc_threshold": mc_threshold,
+                                    "cka_threshold": cka_threshold})
     result = pipeline.classify(table, out, summary, train_loss_threshold=ph.train_loss_threshold,
-                               mc_threshold=ph.mc_threshold, cka_threshold=ph.cka_threshold)
+                               mc_threshold=ph.mc_threshold, cka_threshold=ph.cka_threshold,
+                               load_col=load_col, temperature_col=temperature_col)
     counts = result["phase"].value_counts().to_dict()
     typer.echo(f"phases of {len(result)} cells -> {out}: {counts}")
 
@@ -98,12 +120,14 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
 def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
                  phases: Path = typer.Option(None, help="phases table (CSV)"),
                  curves: Path = typer.Option(None, help="curve table (CSV)"),
-                 out: Path = typer.Option(Path("reports/figures"), help="figures folder")):
+                 out: Path = typer.Option(Path("reports/figures"), help="figures folder"),
+                 load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Phase map, one heatmap per metric, and the connectivity curves (PNG and SVG)."""
     from . import pipeline
     if metrics is None and phases is None:
-        raise typer.BadParameter("give --metrics and/or --phases")
-    written = pipeline.plot(metrics, phases, curves, out)
+        raise ConfigError("plot: give --metrics and/or --phases")
+    written = pipeline.plot(metrics, phases, curves, out, load_col=load_col,
+                            temperature_col=temperature_col)
     typer.echo(f"{len(written)} figure files -> {out}")
 
 

@@ -141,12 +141,22 @@ class MetricsConfig:
     cka: CkaConfig = CkaConfig()
 
 
+def _auto_or(pred, text):
+    """'auto' or a number (not a bool) that passes `pred`."""
+    def ok(v):
+        return v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                               and math.isfinite(v) and pred(v))
+    return check(ok, f"'auto' or {text}")
+
+
 @dataclass(frozen=True)
 class PhaseConfig:
-    train_loss_threshold: float = field(default=0.1, metadata=check(_positive, "a number > 0"))
-    mc_threshold: float = field(default=1.0, metadata=check(_nonneg, "a number >= 0"))
-    cka_threshold: float = field(default=0.8, metadata=check(lambda v: 0 <= v <= 1,
-                                                             "a number in [0, 1]"))
+    """Phase boundaries: a number, or `auto` to read it off the data (thresholds.py)."""
+    train_loss_threshold: object = field(default="auto",
+                                         metadata=_auto_or(_positive, "a number > 0"))
+    mc_threshold: object = field(default="auto", metadata=_auto_or(_nonneg, "a number >= 0"))
+    cka_threshold: object = field(default="auto", metadata=_auto_or(
+        lambda v: 0 <= v <= 1, "a number in [0, 1]"))
 
 
 @dataclass(frozen=True)
@@ -290,6 +300,36 @@ def load_params(path: str | Path) -> Params:
     except yaml.YAMLError as e:
         raise ConfigError(f"params: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
     return parse_params(raw or {})
+
+
+def load_phase_params(path: str | Path | None, overrides: dict | None = None) -> PhaseConfig:
+    """The phase: section alone (of a whole params.yaml or of a file holding only it), with
+    command-line overrides (numbers as text, or 'auto'); no file means every key's default."""
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"params: file {path} does not exist")
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"params: {path} is not valid YAML "
+                              f"({str(e).splitlines()[0]})") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"params: {path} must be a mapping")
+        raw = dict(doc.get("phase") or {})
+    for key, text in (overrides or {}).items():
+        if text is None:
+            continue
+        if text == "auto":
+            raw[key] = "auto"
+            continue
+        try:
+            raw[key] = float(text)
+        except ValueError:
+            raise ConfigError(f"--{key.replace('_', '-')}: must be a number or auto, "
+                              f"got {text!r}") from None
+    return _parse(PhaseConfig, raw, "phase")
 
 
 def as_dict(obj) -> dict:

@@ -5,21 +5,27 @@
     I: sharp, poorly connected     II: sharp, connected (mc ≈ 0 or > 0)
     III: flat, poorly connected    IV-B: flat, connected, cka >= cka_threshold, else IV-A
 
-A cell whose models all diverged is `diverged`; one missing a metric the rule needs
-(say mc with a single seed) is `undetermined`. `margin` is the distance, in units of each
-metric's std over seeds, from the nearest boundary the decision used, so a reader sees
-which cells sit close to one.
+The thresholds are numbers or `auto` (found from the table: thresholds.py). A cell whose
+models all diverged is `diverged`; one missing a metric the rule needs (say mc with a single
+seed) is `undetermined`. `phase_margin` is the distance, in units of the metric's spread
+over seeds or pairs, from the nearest boundary the decision used; a cell within one spread
+of it is flagged `boundary`: its phase is what the means say, not what the noise allows.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 PHASES = ("I", "II", "III", "IV-A", "IV-B")
 STATES = ("diverged", "undetermined")
 REQUIRED = ("load", "temperature", "train_loss", "mc", "cka")
+# Metrics whose rank correlation with test accuracy the summary reports (the paper's
+# question: which landscape metric predicts generalization). Spearman's rho is the same
+# for a metric and its log, so log λmax and log trace are λmax and trace here.
+PREDICTORS = ("cka", "hessian_top", "hessian_trace", "train_loss", "mc", "l2")
 
 
 def classify_row(train_loss: float, mc: float, cka: float, *, train_loss_threshold: float,
@@ -31,7 +37,7 @@ def classify_row(train_loss: float, mc: float, cka: float, *, train_loss_thresho
         return "I" if sharp else "III"
     if sharp:
         return "II"
-    if not _finite(cka):
+    if not _finite(cka) or not _finite(cka_threshold):
         return "undetermined"
     return "IV-B" if cka >= cka_threshold else "IV-A"
 
@@ -44,31 +50,37 @@ def _finite(v) -> bool:
 
 
 def _margin(value, threshold, std):
-    if not (_finite(value) and _finite(std)) or std <= 0:
+    if not (_finite(value) and _finite(std) and _finite(threshold)) or float(std) <= 0:
         return math.nan
-    return abs(value - threshold) / std
+    return abs(float(value) - threshold) / float(std)
 
 
 def classify(table: pd.DataFrame, *, train_loss_threshold: float, mc_threshold: float,
              cka_threshold: float) -> pd.DataFrame:
-    """phases.csv: load, temperature, phase, plus the axis names and boundary margins."""
+    """phases.csv: load, temperature, phase, phase_margin, boundary, plus context columns."""
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise ValueError(f"metrics table: missing column(s) {', '.join(missing)}; "
                          f"needs {', '.join(REQUIRED)}")
+    th = {"train_loss_threshold": train_loss_threshold, "mc_threshold": mc_threshold,
+          "cka_threshold": cka_threshold}
     rows = []
     for r in table.to_dict("records"):
-        diverged = r.get("n_models") and r.get("n_diverged") == r.get("n_models")
-        phase = "diverged" if diverged else classify_row(
-            r["train_loss"], r["mc"], r["cka"], train_loss_threshold=train_loss_threshold,
-            mc_threshold=mc_threshold, cka_threshold=cka_threshold)
-        margins = [_margin(r["train_loss"], train_loss_threshold, r.get("train_loss_std")),
-                   _margin(r["mc"], -mc_threshold, r.get("mc_std"))]
+        n_models = r.get("n_models")
+        diverged = _finite(n_models) and n_models > 0 and r.get("n_diverged") == n_models
+        phase = "diverged" if diverged else classify_row(r["train_loss"], r["mc"], r["cka"],
+                                                         **th)
+        margins = {"train_loss": _margin(r["train_loss"], train_loss_threshold,
+                                         r.get("train_loss_std")),
+                   "mc": _margin(r["mc"], -mc_threshold, r.get("mc_std"))}
         if phase.startswith("IV"):
-            margins.append(_margin(r["cka"], cka_threshold, r.get("cka_std")))
-        finite = [m for m in margins if _finite(m)]
+            margins["cka"] = _margin(r["cka"], cka_threshold, r.get("cka_std"))
+        finite = {k: m for k, m in margins.items() if _finite(m)}
+        nearest = min(finite, key=finite.get) if finite else ""
+        margin = finite[nearest] if finite else math.nan
         row = {"load": r["load"], "temperature": r["temperature"], "phase": phase,
-               "margin_std": min(finite) if finite else math.nan}
+               "phase_margin": margin, "margin_metric": nearest,
+               "boundary": bool(phase in PHASES and _finite(margin) and margin < 1.0)}
         for extra in ("load_param", "temperature_param", "cell", "test_acc", "train_loss",
                       "mc", "cka"):
             if extra in r:
@@ -78,22 +90,47 @@ def classify(table: pd.DataFrame, *, train_loss_threshold: float, mc_threshold: 
 
 
 def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict:
-    """summary.json: cells per phase and where the best test accuracy lies."""
+    """summary.json: cells per phase, test accuracy per phase, where the best cell lies,
+    and how well each metric ranks the cells' test accuracy."""
     counts = {p: int((phases["phase"] == p).sum()) for p in PHASES + STATES}
-    out = {"cells": len(phases), "phases": counts}
+    out = {"cells": len(phases), "phases": counts,
+           "boundary_cells": int(phases.get("boundary", pd.Series(dtype=bool)).sum())}
     if "test_acc" in phases.columns and phases["test_acc"].notna().any():
         best = phases.loc[phases["test_acc"].idxmax()]
         out["best_test_acc"] = float(best["test_acc"])
         out["best_test_acc_phase"] = str(best["phase"])
         out["best_cell"] = {"load": _num(best["load"]), "temperature": _num(best["temperature"])}
+        by_phase = {}
         for p in PHASES:
             sel = phases.loc[phases["phase"] == p, "test_acc"].dropna()
             if len(sel):
-                out.setdefault("mean_test_acc_by_phase", {})[p] = float(sel.mean())
+                by_phase[p] = {"mean": float(sel.mean()),
+                               "std": float(sel.std()) if len(sel) > 1 else 0.0,
+                               "cells": int(len(sel))}
+        out["test_acc_by_phase"] = by_phase
+        if by_phase:
+            out["best_mean_test_acc_phase"] = max(by_phase, key=lambda p: by_phase[p]["mean"])
     if metrics is not None:
+        out["spearman_with_test_acc"] = spearman_with_test_acc(metrics)
         for c in ("train_loss", "test_acc", "hessian_top", "hessian_trace", "mc", "cka", "l2"):
             if c in metrics.columns and metrics[c].notna().any():
                 out.setdefault("grid_mean", {})[c] = float(metrics[c].mean())
+    return out
+
+
+def spearman_with_test_acc(metrics: pd.DataFrame) -> dict:
+    """Spearman's rho of each predictor with test accuracy over the cells that have both."""
+    out = {}
+    if "test_acc" not in metrics.columns:
+        return out
+    acc = pd.to_numeric(metrics["test_acc"], errors="coerce")
+    for c in PREDICTORS:
+        if c not in metrics.columns:
+            continue
+        v = pd.to_numeric(metrics[c], errors="coerce")
+        ok = np.isfinite(v) & np.isfinite(acc)
+        if ok.sum() >= 3 and v[ok].nunique() > 1 and acc[ok].nunique() > 1:
+            out[c] = float(v[ok].rank().corr(acc[ok].rank()))
     return out
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from . import data as data_mod
-from . import executor, grid, phases, plots
+from . import executor, grid, phases, plots, tables, thresholds
 from .config import Params, as_dict
 from .io import atomic_dir, write_csv, write_json
 from .store import CellStore, copy_tree
@@ -213,24 +213,31 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
 
 # -- classify and plot -------------------------------------------------------------------
 
-def read_table(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"table: {path} does not exist")
-    return pd.read_csv(path)
+# Columns read as numbers wherever a table comes from (an outside table's typo is an error).
+NUMERIC = CONTRACT + [f"{c}_std" for c in CONTRACT[2:]] + ["n_models", "n_diverged",
+                                                           "n_curve_pairs", "phase_margin"]
+
+
+def read_table(path: Path, *, load_col: str | None = None,
+               temperature_col: str | None = None, require=("load", "temperature"),
+               unique: bool = True):
+    return tables.read_table(path, numeric=NUMERIC, load_col=load_col,
+                             temperature_col=temperature_col, require=require, unique=unique)
 
 
 def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
-             train_loss_threshold: float, mc_threshold: float,
-             cka_threshold: float) -> pd.DataFrame:
-    table = read_table(metrics_csv)
-    result = phases.classify(table, train_loss_threshold=train_loss_threshold,
-                             mc_threshold=mc_threshold, cka_threshold=cka_threshold)
+             train_loss_threshold="auto", mc_threshold="auto", cka_threshold="auto",
+             load_col: str | None = None, temperature_col: str | None = None) -> pd.DataFrame:
+    table = read_table(metrics_csv, load_col=load_col, temperature_col=temperature_col,
+                       require=phases.REQUIRED)
+    th = thresholds.resolve(table, train_loss=train_loss_threshold, mc=mc_threshold,
+                            cka=cka_threshold)
+    result = phases.classify(table, train_loss_threshold=th["train_loss"].value,
+                             mc_threshold=th["mc"].value, cka_threshold=th["cka"].value)
+    summary = phases.summarize(result, table)
+    summary["thresholds"] = {k: v.as_dict() for k, v in th.items()}
     write_csv(phases_csv, result)
     if summary_json is not None:
-        summary = phases.summarize(result, table)
-        summary["thresholds"] = {"train_loss": train_loss_threshold, "mc": mc_threshold,
-                                 "cka": cka_threshold}
         write_json(summary_json, _clean(summary))
     return result
 
@@ -239,13 +246,18 @@ def _clean(obj):
     """NaN is not JSON; DVC metrics get null instead."""
     if isinstance(obj, dict):
         return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
 
 
 def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | None,
-         out_dir: Path) -> list[Path]:
-    def opt(path):
-        return read_table(path) if path is not None else None
-    return plots.render_all(opt(metrics_csv), opt(phases_csv), opt(curves_csv), Path(out_dir))
+         out_dir: Path, *, load_col: str | None = None,
+         temperature_col: str | None = None) -> list[Path]:
+    def opt(path, **axes):
+        return read_table(path, **axes) if path is not None else None
+    axes = {"load_col": load_col, "temperature_col": temperature_col}
+    return plots.render_all(opt(metrics_csv, **axes), opt(phases_csv, **axes),
+                            opt(curves_csv, require=(), unique=False), Path(out_dir))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from landscape_taxonomy import api, pipeline
+from landscape_taxonomy import api, pipeline, report
 from landscape_taxonomy.config import parse_params
 
 
@@ -53,7 +53,7 @@ def test_diverged_cells_are_recorded_and_classified_and_pairs_average(tmp_path, 
     ok, bad = table.iloc[0], table.iloc[1]
     assert ok["n_curve_pairs"] == 2 and ok["n_pairs"] == 3 and ok["mc_std"] >= 0
     assert bad["n_diverged"] == 3 and bad[["train_loss", "mc", "cka"]].isna().all()
-    phases = pipeline.classify(tmp_path / "m.csv", tmp_path / "p.csv", tmp_path / "s.json",
-                               train_loss_threshold=0.1, mc_threshold=1.0, cka_threshold=0.8)
+    phases = report.classify(tmp_path / "m.csv", tmp_path / "p.csv", tmp_path / "s.json",
+                             train_loss_threshold=0.1, mc_threshold=1.0, cka_threshold=0.8)
     assert phases.iloc[1]["phase"] == "diverged" and phases.iloc[0]["phase"] != "diverged"
     assert json.loads((tmp_path / "s.json").read_text())["phases"]["diverged"] == 1

@@ -45,7 +45,16 @@ def test_classify_table_marks_diverged_and_margins():
     out = classify(table(), **TH)
     assert list(out["phase"]) == ["I", "IV-B", "diverged"]
     # nearest boundary: mc is (−1 − (−10)) / 2 = 4.5 std away, train loss 0.4/0.1 = 4
-    assert out.loc[0, "margin_std"] == pytest.approx(4.0)
+    assert out.loc[0, "phase_margin"] == pytest.approx(4.0)
+    assert out.loc[0, "margin_metric"] == "train_loss" and not out.loc[0, "boundary"]
+
+
+def test_a_cell_within_its_noise_is_flagged_boundary():
+    row = {"load": 1, "temperature": 16, "train_loss": 0.12, "train_loss_std": 0.05,
+           "mc": -5.0, "mc_std": 1.0, "cka": 0.5}
+    out = classify(pd.DataFrame([row]), **TH)
+    assert out.loc[0, "phase"] == "I" and out.loc[0, "boundary"]
+    assert out.loc[0, "phase_margin"] == pytest.approx(0.4)
 
 
 def test_missing_columns_are_named():

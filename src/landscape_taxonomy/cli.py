@@ -31,16 +31,26 @@ def one_line_errors(fn):
     """Known user errors end the command with one line on stderr and exit status 2."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .data import DataError
-        from .pipeline import CellsFailed
-        from .tables import TableError
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, DataError, TableError, FileNotFoundError, CellsFailed,
-                ValueError) as e:
+        except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
+            if not _is_user_error(e):
+                raise
             typer.echo(f"error: {e}", err=True)
             sys.exit(2)
     return wrapper
+
+
+def _is_user_error(e: Exception) -> bool:
+    """The errors whose message is for the user (bad input, missing data, failed cells);
+    imported lazily so that classify and plot never pull torch in."""
+    kinds = [ConfigError, FileNotFoundError, ValueError]
+    for mod, name in (("data", "DataError"), ("pipeline", "CellsFailed"),
+                      ("tables", "TableError")):
+        m = sys.modules.get(f"{__package__}.{mod}")
+        if m is not None:
+            kinds.append(getattr(m, name))
+    return isinstance(e, tuple(kinds))
 
 
 @app.command("prepare")
@@ -99,18 +109,22 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
                          "threshold is auto")),
                      out: Path = typer.Option(Path("reports/phases.csv"), help="phases table"),
                      summary: Path = typer.Option(None, help="also write summary JSON here"),
+                     correlations: Path = typer.Option(
+                         None, help="also write each metric's Spearman rho with test "
+                                    "accuracy here (CSV)"),
                      train_loss_threshold: str = _threshold("train-loss"),
                      mc_threshold: str = _threshold("mc"),
                      cka_threshold: str = _threshold("cka"),
                      load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Sort each cell of a metrics table into phase I, II, III, IV-A or IV-B."""
-    from . import pipeline
+    from . import report
     ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
                                     "mc_threshold": mc_threshold,
                                     "cka_threshold": cka_threshold})
-    result = pipeline.classify(table, out, summary, train_loss_threshold=ph.train_loss_threshold,
+    result = report.classify(table, out, summary, train_loss_threshold=ph.train_loss_threshold,
                                mc_threshold=ph.mc_threshold, cka_threshold=ph.cka_threshold,
-                               load_col=load_col, temperature_col=temperature_col)
+                               load_col=load_col, temperature_col=temperature_col,
+                               correlations_csv=correlations)
     counts = result["phase"].value_counts().to_dict()
     typer.echo(f"phases of {len(result)} cells -> {out}: {counts}")
 
@@ -123,10 +137,10 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
                  out: Path = typer.Option(Path("reports/figures"), help="figures folder"),
                  load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Phase map, one heatmap per metric, and the connectivity curves (PNG and SVG)."""
-    from . import pipeline
+    from . import report
     if metrics is None and phases is None:
         raise ConfigError("plot: give --metrics and/or --phases")
-    written = pipeline.plot(metrics, phases, curves, out, load_col=load_col,
+    written = report.plot(metrics, phases, curves, out, load_col=load_col,
                             temperature_col=temperature_col)
     typer.echo(f"{len(written)} figure files -> {out}")
 

@@ -1,7 +1,7 @@
 """The five steps of the study, each from its inputs on disk to its outputs on disk.
 
     prepare  -> data/prepared      train -> models/      metrics -> reports/metrics.csv
-    classify -> reports/phases.csv, reports/summary.json     plot -> reports/figures/
+(classify and plot, which read tables only, are in report.py.)
 
 train and metrics work cell by cell through the cell store: a cell whose key is already
 there is reused, the rest fan out to the executor, and the stage output is then assembled
@@ -11,7 +11,6 @@ from the store in one atomic step. The `*_task` functions are what a worker runs
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,14 +19,12 @@ import pandas as pd
 import torch
 
 from . import data as data_mod
-from . import executor, grid, phases, plots, tables, thresholds
+from . import executor, grid
 from .config import Params, as_dict
 from .io import atomic_dir, write_csv, write_json
+from .report import CONTRACT
 from .store import CellStore, copy_tree
 from .train import Recipe, resolve_device, train_cell
-
-CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test_acc",
-            "hessian_top", "hessian_trace", "mc", "cka", "l2"]
 
 
 class CellsFailed(RuntimeError):
@@ -209,55 +206,3 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
                   "train_loss"]
     write_csv(curves_csv, pd.DataFrame(curve_rows, columns=curve_cols))
     return table
-
-
-# -- classify and plot -------------------------------------------------------------------
-
-# Columns read as numbers wherever a table comes from (an outside table's typo is an error).
-NUMERIC = CONTRACT + [f"{c}_std" for c in CONTRACT[2:]] + ["n_models", "n_diverged",
-                                                           "n_curve_pairs", "phase_margin"]
-
-
-def read_table(path: Path, *, load_col: str | None = None,
-               temperature_col: str | None = None, require=("load", "temperature"),
-               unique: bool = True):
-    return tables.read_table(path, numeric=NUMERIC, load_col=load_col,
-                             temperature_col=temperature_col, require=require, unique=unique)
-
-
-def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
-             train_loss_threshold="auto", mc_threshold="auto", cka_threshold="auto",
-             load_col: str | None = None, temperature_col: str | None = None) -> pd.DataFrame:
-    table = read_table(metrics_csv, load_col=load_col, temperature_col=temperature_col,
-                       require=phases.REQUIRED)
-    th = thresholds.resolve(table, train_loss=train_loss_threshold, mc=mc_threshold,
-                            cka=cka_threshold)
-    result = phases.classify(table, train_loss_threshold=th["train_loss"].value,
-                             mc_threshold=th["mc"].value, cka_threshold=th["cka"].value)
-    summary = phases.summarize(result, table)
-    summary["thresholds"] = {k: v.as_dict() for k, v in th.items()}
-    write_csv(phases_csv, result)
-    if summary_json is not None:
-        write_json(summary_json, _clean(summary))
-    return result
-
-
-def _clean(obj):
-    """NaN is not JSON; DVC metrics get null instead."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | None,
-         out_dir: Path, *, load_col: str | None = None,
-         temperature_col: str | None = None) -> list[Path]:
-    def opt(path, **axes):
-        return read_table(path, **axes) if path is not None else None
-    axes = {"load_col": load_col, "temperature_col": temperature_col}
-    return plots.render_all(opt(metrics_csv, **axes), opt(phases_csv, **axes),
-                            opt(curves_csv, require=(), unique=False), Path(out_dir))

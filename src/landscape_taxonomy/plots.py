@@ -123,6 +123,24 @@ def curve_chart(curves: pd.DataFrame) -> alt.Chart:
         facet=alt.Facet("temperature:O", title="temperature"), columns=4)
 
 
+def overview(metrics: pd.DataFrame, phases: pd.DataFrame) -> alt.Chart:
+    """The paper's Fig. 2 at a glance: the phase diagram beside the test-accuracy heatmap."""
+    return alt.hconcat(phase_map(phases), metric_heatmap(metrics, "test_acc")).resolve_scale(
+        color="independent")
+
+
+def correlation_chart(corr: dict) -> alt.Chart:
+    """Spearman's rho of each metric with test accuracy, one bar each (the sign says
+    whether a larger value goes with better accuracy)."""
+    df = pd.DataFrame({"metric": list(corr), "spearman": list(corr.values())})
+    return alt.Chart(df, title="Rank correlation with test accuracy (Spearman)").mark_bar().encode(
+        x=alt.X("spearman:Q", scale=alt.Scale(domain=[-1, 1]), title="Spearman rho"),
+        y=alt.Y("metric:N", sort="-x", title=None),
+        color=alt.condition("datum.spearman > 0", alt.value("#2ca02c"), alt.value("#d62728")),
+        tooltip=["metric", alt.Tooltip("spearman:Q", format=".3f")],
+    ).properties(width=360, height=24 * max(len(df), 1))
+
+
 def save(chart: alt.Chart, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -145,6 +163,13 @@ def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
         for col in HEATMAPS:
             if col in metrics.columns:
                 written += save(metric_heatmap(metrics, col), out_dir, f"heatmap_{col}")
+    if metrics is not None and phases is not None and len(phases) and "test_acc" in metrics:
+        written += save(overview(metrics, phases), out_dir, "overview")
+    if metrics is not None:
+        from .phases import spearman_with_test_acc
+        corr = spearman_with_test_acc(metrics)
+        if corr:
+            written += save(correlation_chart(corr), out_dir, "correlations")
     if curves is not None and len(curves):
         c = curves.copy()
         c["curve_id"] = c["cell"].astype(str) + c["pair"].astype(str) + c["path"].astype(str)

@@ -48,8 +48,8 @@ def read_table(path: Path, *, numeric=(), load_col: str | None = None,
     df = pd.read_csv(path, index_col=False, keep_default_na=True)
 
     for axis, col in (("load", load_col), ("temperature", temperature_col)):
-        if col is None:
-            continue
+        if col is None or (col not in df.columns and axis in df.columns):
+            continue  # e.g. our own phases.csv, which names its axes load/temperature
         if col not in df.columns:
             raise TableError(f"table {path}: --{axis}-col {col!r} is not a column "
                              f"(columns: {', '.join(df.columns)})")

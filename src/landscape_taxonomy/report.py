@@ -1,0 +1,76 @@
+"""The study's report: phases and summary from a metrics table, and the figures.
+
+    classify -> reports/phases.csv, reports/summary.json, reports/correlations.csv
+    plot     -> reports/figures/
+
+These read tables only (ours or another study's) and never import torch, so the last two
+stages, and `landscape-taxonomy classify` on a published table, start in a second.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import phases, plots, tables, thresholds
+from .io import write_csv, write_json
+
+CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test_acc",
+            "hessian_top", "hessian_trace", "mc", "cka", "l2"]
+
+
+# Columns read as numbers wherever a table comes from (an outside table's typo is an error).
+NUMERIC = CONTRACT + [f"{c}_std" for c in CONTRACT[2:]] + ["n_models", "n_diverged",
+                                                           "n_curve_pairs", "phase_margin"]
+
+
+def read_table(path: Path, *, load_col: str | None = None,
+               temperature_col: str | None = None, require=("load", "temperature"),
+               unique: bool = True):
+    return tables.read_table(path, numeric=NUMERIC, load_col=load_col,
+                             temperature_col=temperature_col, require=require, unique=unique)
+
+
+def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
+             train_loss_threshold="auto", mc_threshold="auto", cka_threshold="auto",
+             load_col: str | None = None, temperature_col: str | None = None,
+             correlations_csv: Path | None = None) -> pd.DataFrame:
+    table = read_table(metrics_csv, load_col=load_col, temperature_col=temperature_col,
+                       require=phases.REQUIRED)
+    th = thresholds.resolve(table, train_loss=train_loss_threshold, mc=mc_threshold,
+                            cka=cka_threshold)
+    result = phases.classify(table, train_loss_threshold=th["train_loss"].value,
+                             mc_threshold=th["mc"].value, cka_threshold=th["cka"].value)
+    summary = phases.summarize(result, table)
+    summary["thresholds"] = {k: v.as_dict() for k, v in th.items()}
+    write_csv(phases_csv, result)
+    if summary_json is not None:
+        write_json(summary_json, _clean(summary))
+    if correlations_csv is not None:  # the bar chart's data, for `dvc plots diff`
+        corr = summary.get("spearman_with_test_acc", {})
+        write_csv(correlations_csv, pd.DataFrame({"metric": list(corr),
+                                                  "spearman": list(corr.values())}))
+    return result
+
+
+def _clean(obj):
+    """NaN is not JSON; DVC metrics get null instead."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | None,
+         out_dir: Path, *, load_col: str | None = None,
+         temperature_col: str | None = None) -> list[Path]:
+    def opt(path, **axes):
+        return read_table(path, **axes) if path is not None else None
+    axes = {"load_col": load_col, "temperature_col": temperature_col}
+    return plots.render_all(opt(metrics_csv, **axes), opt(phases_csv, **axes),
+                            opt(curves_csv, require=(), unique=False), Path(out_dir))

@@ -1,0 +1,100 @@
+"""`landscape-taxonomy classify` and `plot` on tables from elsewhere: no params file, a
+partial one, flags, foreign axis names, and one clear line for every broken table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+PAPER = Path(__file__).parent / "data" / "paper_resnet18_width_batch.csv"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "landscape_taxonomy.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture
+def foreign(tmp_path) -> Path:
+    """The paper's grid as another study might publish it: its own axis column names."""
+    df = pd.read_csv(PAPER).drop(columns=["load_param", "temperature_param", "paper_phase"])
+    df = df.rename(columns={"load": "width", "temperature": "batch_size"})
+    path = tmp_path / "published.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_classify_without_params_uses_auto_and_reports_it(foreign, tmp_path):
+    out, summary = tmp_path / "phases.csv", tmp_path / "summary.json"
+    res = cli("classify", foreign, "--load-col", "width", "--temperature-col", "batch_size",
+              "--out", out, "--summary", summary)
+    assert res.returncode == 0, res.stderr
+    ph = pd.read_csv(out)
+    assert len(ph) == 182 and set(ph["load_param"]) == {"width"}
+    s = json.loads(summary.read_text())
+    assert all(s["thresholds"][k]["method"] != "given" for k in ("train_loss", "mc", "cka"))
+    assert s["best_mean_test_acc_phase"] == "IV-B"
+    assert s["spearman_with_test_acc"]["cka"] > 0.5
+    assert s["spearman_with_test_acc"]["hessian_top"] < -0.5
+
+
+def test_flags_and_a_partial_params_file(foreign, tmp_path):
+    params = tmp_path / "phase.yaml"
+    params.write_text("phase: {train_loss_threshold: 0.02, mc_threshold: 1.0}\n")
+    out, summary = tmp_path / "phases.csv", tmp_path / "summary.json"
+    res = cli("classify", foreign, "--params", params, "--cka-threshold", "0.7",
+              "--load-col", "width", "--temperature-col", "batch_size", "--out", out,
+              "--summary", summary)
+    assert res.returncode == 0, res.stderr
+    th = json.loads(summary.read_text())["thresholds"]
+    assert [th[k]["value"] for k in ("train_loss", "mc", "cka")] == [0.02, 1.0, 0.7]
+    ref = pd.read_csv(PAPER)["paper_phase"]
+    assert (pd.read_csv(out)["phase"] == ref).all()
+
+
+def test_plot_a_foreign_table(foreign, tmp_path):
+    phases = tmp_path / "phases.csv"
+    assert cli("classify", foreign, "--load-col", "width", "--temperature-col",
+               "batch_size", "--out", phases).returncode == 0
+    figs = tmp_path / "figs"
+    res = cli("plot", "--metrics", foreign, "--phases", phases, "--load-col", "width",
+              "--temperature-col", "batch_size", "--out", figs)
+    assert res.returncode == 0, res.stderr
+    for name in ("overview", "phase_map", "correlations", "heatmap_cka"):
+        assert (figs / f"{name}.png").stat().st_size > 1000
+
+
+ROWS = "load,temperature,train_loss,mc,cka\n1,16,0.5,-3,0.4\n2,16,0.01,0,0.8\n"
+
+
+@pytest.mark.parametrize("text,args,message", [
+    ("", (), "empty file"),
+    ("load,temperature,train_loss,mc,cka\n", (), "no data rows (header only)"),
+    ("load,temperature,train_loss,cka\n1,16,0.5,0.4\n", (), "missing column(s) mc"),
+    ("width,batch_size,train_loss,mc,cka\n1,16,0.5,-3,0.4\n", (),
+     "missing column(s) load, temperature (name the axis columns"),
+    ("width,batch_size,train_loss,mc,cka\n1,16,0.5,-3,0.4\n", ("--load-col", "depth"),
+     "--load-col 'depth' is not a column"),
+    (ROWS.replace("0.01,0", "0.01,abc"), (), "column 'mc' row 2: 'abc' is not a number"),
+    (ROWS.replace("2,16", ",16"), (), "row 2: load is empty or NaN"),
+    (ROWS.replace("2,16", "1,16"), (), "rows 1 and 2 are the same cell (load=1, temp"),
+    (ROWS + "3,16,0.1,0,0.5,extra\n", (), "row 3 has 6 fields, the header 5"),
+    ("load,load,train_loss,mc,cka\n1,2,0.5,0,0.4\n", (), "column 'load' appears more"),
+    (ROWS, ("--mc-threshold", "big"), "--mc-threshold: must be a number or auto"),
+    (ROWS, ("--cka-threshold", "2"), "phase.cka_threshold: must be 'auto' or a number in"),
+])
+def test_a_broken_table_gets_one_line_and_no_output(tmp_path, text, args, message):
+    src = tmp_path / "t.csv"
+    src.write_text(text)
+    out = tmp_path / "phases.csv"
+    res = cli("classify", src, "--out", out, "--train-loss-threshold", "0.1", *args)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert message in lines[0]
+    assert "Traceback" not in res.stderr and not out.exists()

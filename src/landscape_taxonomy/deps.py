@@ -316,7 +316,7 @@ def script_roots(script: Path) -> set[Ref]:
     roots = set()
     for stmt in ast.walk(tree):
         if isinstance(stmt, ast.ImportFrom) and stmt.level:
-            raise ValueError(f"{script}: a stage script imports the package absolutely")
+            raise ValueError(f"{script}: a stage script must import the package absolutely")
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             for name, ref in pkg.bindings(stub, stmt):
                 if isinstance(stmt, ast.Import) and name == PACKAGE:  # import pkg.mod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,6 +67,18 @@ def test_mixup_points_are_convex_combinations_from_a_seed():
     mixed = a[(a > 0) & (a < 1)].view(-1, 4)[:, 0]
     assert mixed.mean().item() == pytest.approx(0.5, abs=0.02)
     assert mixed.var().item() == pytest.approx(1 / 132, rel=0.25)
+    assert not torch.equal(a, mixup_points(x, 500, 16.0, seed=1))
+
+
+def test_mixup_points_draw_from_numpys_seeded_generator():
+    x = torch.arange(5, dtype=torch.float64).view(5, 1) * 10  # image k is the number 10 k
+    rng = np.random.default_rng(7)
+    i, j = rng.integers(0, 5, 300), rng.integers(0, 5, 300)
+    lam = rng.beta(2.0, 2.0, 300)
+    want = lam * 10 * i + (1 - lam) * 10 * j
+    got = mixup_points(x, 300, 2.0, seed=7)
+    assert got.shape == (300, 1) and got.dtype == torch.float64
+    assert np.allclose(got[:, 0].numpy(), want, rtol=0, atol=1e-12)
 
 
 def test_l2_distance_over_parameters_only():

@@ -7,12 +7,43 @@ import torch
 
 from landscape_taxonomy.data import load_digits
 from landscape_taxonomy.models import build_model, count_params
+from landscape_taxonomy.recipe import StopRule, TrainResult
 from landscape_taxonomy.train import Recipe, train_cell, train_model
 
 
 def digits(n=256, dtype=torch.float32):
     xtr, ytr, *_ = load_digits(0.2, 0)
     return torch.from_numpy(xtr[:n]).to(dtype), torch.from_numpy(ytr[:n])
+
+
+def feed(losses, **recipe):
+    """Run the stop rule over a loss sequence; each kept state records its epoch."""
+    rule, res, going = StopRule(Recipe(**recipe)), TrainResult(state={}), True
+    for epoch, loss in enumerate(losses):
+        assert going, "fed past the end"
+        going = rule.end_epoch(res, epoch, 0.1, loss, 0.5, lambda e=epoch: {"epoch": e + 1})
+    return res, going
+
+
+def test_stop_rule_stops_after_patience_calm_epochs_and_keeps_that_model():
+    res, going = feed([1.0, 0.5, 0.50005, 0.5, 0.49995], stop_tol=1e-4, stop_patience=3)
+    assert not going and res.stopped_early and not res.diverged
+    assert res.epochs == 5 and res.best_epoch == 5 and res.state == {"epoch": 5}
+    assert [r["epoch"] for r in res.log] == [1, 2, 3, 4, 5]
+    assert res.log[-1] == {"epoch": 5, "lr": 0.1, "train_loss": 0.49995, "train_acc": 0.5}
+
+
+def test_stop_rule_keeps_the_lowest_loss_and_a_big_change_resets_the_count():
+    res, going = feed([1.0, 0.5, 0.5, 0.9, 0.9, 0.7], stop_tol=1e-4, stop_patience=2)
+    assert going and not res.stopped_early  # calm 1, reset by 0.5 -> 0.9, calm 1 again
+    assert res.best_epoch == 2 and res.state == {"epoch": 2} and res.epochs == 6
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_stop_rule_ends_a_diverged_model_with_its_last_state(bad):
+    res, going = feed([1.0, 0.8, bad], stop_patience=5)
+    assert not going and res.diverged and not res.stopped_early
+    assert res.epochs == 3 and res.best_epoch == 2 and res.state == {"epoch": 3}
 
 
 def test_same_seed_same_model_on_cpu():

@@ -2,20 +2,20 @@
 
 Small models spend most of a step in per-call overhead, so S models in one call cost little
 more than one. Each seed keeps what `train.train_model` would give it: its own init, its own
-batch order, its own early stop and kept checkpoint; the result equals training the seeds
-one by one up to floating-point reassociation (tests/test_train.py).
+batch order, its own early stop and kept checkpoint (the same `recipe.StopRule`); the result
+equals training the seeds one by one up to floating-point reassociation (tests/test_train.py).
 """
 
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 import torch.nn.functional as F
 
 from .models import build_model, fast_layout, has_batchnorm
+from .recipe import Recipe, StopRule, TrainResult, sgd
 from .stacked import split_outputs, stack_inputs, stack_models, unstack_state
-from .train import Recipe, TrainResult, sgd
 
 
 def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torch.Tensor,
@@ -34,8 +34,8 @@ def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torc
     skip_single = has_batchnorm(models[0])
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     results = [TrainResult(state={}) for _ in seeds]
-    best, prev = [math.inf] * S, [None] * S
-    calm, active = [0] * S, [True] * S
+    rules = [StopRule(recipe) for _ in seeds]
+    active = [True] * S
 
     def snapshot(s):
         return unstack_state(net, models[0], s, S)
@@ -65,25 +65,10 @@ def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torc
         epoch_loss = (loss_sum / seen).tolist()
         epoch_acc = (correct / seen).tolist()
         for s in range(S):
-            if not active[s]:
-                continue
-            r = results[s]
-            r.epochs = epoch + 1
-            r.log.append({"epoch": epoch + 1, "lr": recipe.lr_at(epoch),
-                          "train_loss": epoch_loss[s], "train_acc": epoch_acc[s]})
-            if not math.isfinite(epoch_loss[s]):
-                r.diverged, active[s] = True, False
-                r.state = snapshot(s)
-                continue
-            if epoch_loss[s] < best[s]:
-                best[s], r.best_epoch = epoch_loss[s], epoch + 1
-                r.state = snapshot(s)
-            calm[s] = calm[s] + 1 if prev[s] is not None and abs(
-                epoch_loss[s] - prev[s]) < recipe.stop_tol else 0
-            prev[s] = epoch_loss[s]
-            if calm[s] >= recipe.stop_patience:
-                r.stopped_early, r.best_epoch, active[s] = True, epoch + 1, False
-                r.state = snapshot(s)
+            if active[s]:
+                active[s] = rules[s].end_epoch(results[s], epoch, recipe.lr_at(epoch),
+                                               epoch_loss[s], epoch_acc[s],
+                                               functools.partial(snapshot, s))
         if not any(active):
             break
     for s, r in enumerate(results):

@@ -2,8 +2,8 @@
 
 A cell's key hashes everything that determines its result: the resolved training config,
 the checksum of the data it trains on, and the source of the library code that computes
-it. Names and timestamps never enter, so a renamed grid or a touched file reuses work and
-any real change recomputes it.
+it (every function and class its worker can reach: deps.py). Names and timestamps never
+enter, so a renamed grid or a touched file reuses work and any real change recomputes it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from functools import cache
-from pathlib import Path
 
+from . import deps
 from .config import Params
 
 
@@ -82,17 +82,20 @@ def digest(*parts) -> str:
 
 
 @cache
-def code_hash(*modules: str) -> str:
-    """Hash of library source files (relative to the package), so a code change invalidates."""
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for m in sorted(modules):
-        for f in sorted(root.glob(m)):
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:12]
+def code_hash(*entries: str) -> str:
+    """Hash of the source of every function and class the entry points (`module:name`) can
+    run, found from the imports (deps.py), less the modules that cannot change a number."""
+    return deps.package().code_hash([deps.parse_entry(e) for e in entries],
+                                    exclude=NO_NUMBERS)
 
 
-# The library files each stage's cached results depend on.
-TRAIN_CODE = ("models.py", "train.py", "batched.py", "stacked.py")
-METRICS_CODE = ("models.py", "stacked.py", "train.py", "metrics/*.py")
+# The workers that compute each kind of cell; what they reach is what a key's code hash covers.
+TRAIN_CODE = ("pipeline:train_task",)
+METRICS_CODE = ("pipeline:metrics_task",)
+
+# Modules the workers reach that decide where a result is kept, never what it is; leaving
+# them out lets the store and file handling change without recomputing every cell.
+NO_NUMBERS = (
+    "store",  # the cell store: which folder a key's result lives in, written atomically
+    "io",  # atomic writes of files and folders: how, not what, is written
+)

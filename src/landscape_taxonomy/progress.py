@@ -1,13 +1,22 @@
-"""One progress line for a grid: cells done of total, running, failed, time left.
+"""Progress of a stage's grid (tqdm): cells done of total, reused, running, failed, time left.
 
-On a terminal the line redraws in place; otherwise (DVC logs, CI) each update is a plain
-line. It goes to stderr so stdout stays clean for anything piped.
+On a terminal it is a tqdm bar with the stage's elapsed time and ETA. Elsewhere (DVC logs,
+CI) a bar would be a stream of carriage returns, so it is a plain line at the start, about
+every tenth of the cells to compute, and at the end, with tqdm's ETA. The time left counts
+only computed cells (reused ones take no time). It goes to stderr so stdout stays clean.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+
+from tqdm import tqdm
+
+LINE = ("[{desc}] {n_fmt}/{total_fmt} cells done{reused}, {running} running, {failed} failed, "
+        "~{remaining} left")
+BAR = "[{desc}] {bar} {n_fmt}/{total_fmt} cells{postfix} [{elapsed}<{remaining}]"
 
 
 class Progress:
@@ -17,44 +26,42 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.monotonic()
-        self._emit()
+        self.every = max(1, math.ceil((total - done) / 10))  # plain lines: ~10% steps
+        self.bar = tqdm(total=total, initial=done, desc=label, file=self.stream,
+                        bar_format=BAR, dynamic_ncols=True, smoothing=0,
+                        disable=not self.tty)
+        self._show(force=True)
 
     def start(self):
         self.running += 1
-        if self.tty:  # plain logs get a line per finished cell only
-            self._emit()
+        self._show()  # plain logs get no line for a start
 
     def finish(self, ok: bool, still_running: int | None = None):
         self.done += 1
         self.failed += 0 if ok else 1
         self.running = max(0, self.running - 1) if still_running is None else still_running
-        self._emit()
-
-    def eta(self) -> str:
-        computed = self.done - self.reused
-        left = self.total - self.done
-        if computed <= 0 or left <= 0:
-            return "?" if left else "0s"
-        secs = (time.monotonic() - self.t0) / computed * left
-        return f"{int(secs // 60)}m{int(secs % 60):02d}s" if secs >= 60 else f"{secs:.0f}s"
+        self.bar.update(1)
+        self._show(force=(self.done - self.reused) % self.every == 0
+                   or self.done == self.total)
 
     def line(self) -> str:
-        s = f"[{self.label}] {self.done}/{self.total} cells done"
-        if self.reused:
-            s += f" ({self.reused} reused)"
-        s += f", {self.running} running, {self.failed} failed, ~{self.eta()} left"
-        return s
+        rate = 1.0 if self.done >= self.total else None  # nothing left: 0, not "?"
+        return tqdm.format_meter(self.done, self.total, time.monotonic() - self.t0,
+                                 prefix=self.label, initial=self.reused, bar_format=LINE,
+                                 rate=rate,
+                                 reused=f" ({self.reused} reused)" if self.reused else "",
+                                 running=self.running, failed=self.failed)
 
-    def _emit(self):
+    def _show(self, force: bool = False):
         if self.tty:
-            self.stream.write("\r\033[K" + self.line())
-        else:
+            reused = f"{self.reused} reused, " if self.reused else ""
+            self.bar.set_postfix_str(f"{reused}{self.running} running, {self.failed} failed")
+        elif force:
             self.stream.write(self.line() + "\n")
-        self.stream.flush()
+            self.stream.flush()
 
     def close(self):
-        if self.tty:
-            self.stream.write("\n")
+        self.bar.close()
         elapsed = time.monotonic() - self.t0
         self.stream.write(f"[{self.label}] finished in {elapsed:.1f}s\n")
         self.stream.flush()

@@ -3,46 +3,20 @@
 `train_model` trains one model; `train_cell` trains every seed of a grid cell. The kept
 checkpoint is the paper's: the early-stopped model, else the one with the lowest training
 loss. A loss that turns NaN or infinite ends that model as diverged; the caller goes on.
+That rule, the recipe and the result type are recipe.py's, shared with batched.py (seeds
+stacked), which this module calls and which never calls back.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 
+from .batched import train_stacked
 from .models import build_model, count_params, fast_layout, has_batchnorm, has_conv
+from .recipe import Recipe, StopRule, TrainResult, sgd
 
-
-@dataclass(frozen=True)
-class Recipe:
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    max_epochs: int = 150
-    stop_tol: float = 1e-4
-    stop_patience: int = 5
-    lr_schedule: str = "constant"  # or "step": x lr_decay_factor from lr_decay_at of the epochs
-    lr_decay_at: float = 0.75
-    lr_decay_factor: float = 0.1
-
-    def lr_at(self, epoch: int) -> float:
-        if self.lr_schedule == "step" and epoch >= int(self.lr_decay_at * self.max_epochs):
-            return self.lr * self.lr_decay_factor
-        return self.lr
-
-
-@dataclass
-class TrainResult:
-    state: dict
-    log: list = field(default_factory=list)  # one dict per epoch
-    epochs: int = 0
-    best_epoch: int = 0
-    stopped_early: bool = False
-    diverged: bool = False
+__all__ = ["Recipe", "TrainResult", "resolve_device", "train_model", "train_cell"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -51,15 +25,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device: cuda was asked for but torch sees no CUDA device")
     return torch.device(device)
-
-
-def sgd(params, recipe: Recipe) -> torch.optim.SGD:
-    """The recipe's SGD, as one fused kernel over all tensors where torch has one (CPU and
-    CUDA): a third of the for-loop step's time, the same update."""
-    params = list(params)
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                           weight_decay=recipe.weight_decay, fused=fused)
 
 
 def snapshot(model: torch.nn.Module) -> dict:
@@ -77,8 +42,7 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe
     g = torch.Generator().manual_seed(seed)  # batch order: CPU generator, same on any device
     n, bs = len(y), recipe.batch_size
     skip_single = has_batchnorm(model)  # BatchNorm cannot train on a batch of one
-    res = TrainResult(state={})
-    best_loss, prev, calm = math.inf, None, 0
+    res, rule = TrainResult(state={}), StopRule(recipe)
     for epoch in range(recipe.max_epochs):
         for group in opt.param_groups:
             group["lr"] = recipe.lr_at(epoch)
@@ -99,23 +63,10 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe
             loss_sum += loss.detach() * len(idx)
             correct += (out.detach().argmax(1) == y[idx]).sum()
             seen += len(idx)
-        epoch_loss = (loss_sum / seen).item()  # one sync per epoch
-        res.epochs = epoch + 1
-        res.log.append({"epoch": epoch + 1, "lr": recipe.lr_at(epoch), "train_loss": epoch_loss,
-                        "train_acc": (correct / seen).item()})
-        if not math.isfinite(epoch_loss):
-            res.diverged = True
+        if not rule.end_epoch(res, epoch, recipe.lr_at(epoch), (loss_sum / seen).item(),
+                              (correct / seen).item(), lambda: snapshot(model)):
             break
-        if epoch_loss < best_loss:
-            best_loss, res.best_epoch = epoch_loss, epoch + 1
-            res.state = snapshot(model)
-        calm = calm + 1 if prev is not None and abs(epoch_loss - prev) < recipe.stop_tol else 0
-        prev = epoch_loss
-        if calm >= recipe.stop_patience:
-            res.stopped_early, res.best_epoch = True, epoch + 1
-            res.state = snapshot(model)
-            break
-    if res.diverged or not res.state:
+    if not res.state:
         res.state = snapshot(model)
     model.to(memory_format=torch.contiguous_format)  # hand the model back as it came
     return res
@@ -149,7 +100,6 @@ def train_cell(*, arch: str, width: int, input_shape, n_classes: int, x: torch.T
     """
     template = build_model(arch, width, input_shape, n_classes, seed=0)
     if use_vectorized(vectorize, template, recipe.batch_size, len(seeds), device):
-        from .batched import train_stacked
         return train_stacked(arch=arch, width=width, input_shape=input_shape,
                              n_classes=n_classes, x=x, y=y, recipe=recipe, seeds=seeds,
                              device=device)

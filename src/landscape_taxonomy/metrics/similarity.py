@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -55,38 +56,16 @@ def _debiased_cka(k: torch.Tensor, l: torch.Tensor) -> float:
 
 
 def mixup_points(x: torch.Tensor, n: int, alpha: float, seed: int) -> torch.Tensor:
-    """n points, each λ x_i + (1-λ) x_j of two random training images, λ ~ Beta(α, α)."""
-    g = torch.Generator().manual_seed(seed)
-    i = torch.randint(0, len(x), (n,), generator=g)
-    j = torch.randint(0, len(x), (n,), generator=g)
-    lam = _beta(n, alpha, g).view(-1, *([1] * (x.dim() - 1))).to(x)
-    return lam * x[i.to(x.device)] + (1 - lam) * x[j.to(x.device)]
+    """n points, each λ x_i + (1-λ) x_j of two random training images, λ ~ Beta(α, α).
 
-
-def _beta(n: int, alpha: float, g: torch.Generator) -> torch.Tensor:
-    """Beta(α, α) = G₁/(G₁+G₂) of two Gamma(α) draws; torch's Beta takes no generator."""
-    g1, g2 = _gamma(n, alpha, g), _gamma(n, alpha, g)
-    return (g1 / (g1 + g2)).float()
-
-
-def _gamma(n: int, alpha: float, g: torch.Generator) -> torch.Tensor:
-    # Marsaglia–Tsang for alpha >= 1 (α < 1 via the boost Gamma(α+1)·U^(1/α)).
-    boost = alpha < 1
-    a = alpha + 1 if boost else alpha
-    d = a - 1.0 / 3
-    c = 1.0 / math.sqrt(9 * d)
-    out = torch.empty(n, dtype=torch.float64)
-    todo = torch.arange(n)
-    while len(todo):
-        z = torch.randn(len(todo), generator=g, dtype=torch.float64)
-        u = torch.rand(len(todo), generator=g, dtype=torch.float64)
-        v = (1 + c * z) ** 3
-        ok = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-300)))
-        out[todo[ok]] = d * v[ok]
-        todo = todo[~ok]
-    if boost:
-        out = out * torch.rand(n, generator=g, dtype=torch.float64) ** (1 / alpha)
-    return out
+    i, j and λ come from numpy's seeded Generator, so a seed gives the same points on any
+    machine and device, and nothing touches torch's global random state.
+    """
+    rng = np.random.default_rng(seed)
+    i = torch.from_numpy(rng.integers(0, len(x), n)).to(x.device)
+    j = torch.from_numpy(rng.integers(0, len(x), n)).to(x.device)
+    lam = torch.from_numpy(rng.beta(alpha, alpha, n)).to(x).view(-1, *([1] * (x.dim() - 1)))
+    return lam * x[i] + (1 - lam) * x[j]
 
 
 def l2_distance(state_a: dict, state_b: dict, param_names) -> float:

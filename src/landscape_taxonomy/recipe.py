@@ -1,0 +1,95 @@
+"""The training recipe, written once for every way of training: hyperparameters, the lr
+schedule, the optimizer, the stop rule, and what a trained model comes back as.
+
+train.py trains one model at a time, batched.py all seeds of a cell as one stacked network;
+both import this module and neither imports the other's loop, so the stop rule and the kept
+checkpoint cannot differ between them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Recipe:
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    max_epochs: int = 150
+    stop_tol: float = 1e-4
+    stop_patience: int = 5
+    lr_schedule: str = "constant"  # or "step": x lr_decay_factor from lr_decay_at of the epochs
+    lr_decay_at: float = 0.75
+    lr_decay_factor: float = 0.1
+
+    def lr_at(self, epoch: int) -> float:
+        if self.lr_schedule == "step" and epoch >= int(self.lr_decay_at * self.max_epochs):
+            return self.lr * self.lr_decay_factor
+        return self.lr
+
+
+@dataclass
+class TrainResult:
+    state: dict
+    log: list = field(default_factory=list)  # one dict per epoch
+    epochs: int = 0
+    best_epoch: int = 0
+    stopped_early: bool = False
+    diverged: bool = False
+
+
+def sgd(params, recipe: Recipe) -> torch.optim.SGD:
+    """The recipe's SGD, as one fused kernel over all tensors where torch has one (CPU and
+    CUDA): a third of the for-loop step's time, the same update."""
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay, fused=fused)
+
+
+class StopRule:
+    """The paper's stop rule and kept checkpoint for one model, fed one epoch at a time.
+
+    Training stops early when the epoch's training loss has changed by less than `stop_tol`
+    for `stop_patience` epochs in a row, and that model is kept; otherwise the model with the
+    lowest training loss so far is kept. A diverged loss (`diverged`) ends the model, and its
+    last state is kept.
+    """
+
+    def __init__(self, recipe: Recipe):
+        self.tol, self.patience = recipe.stop_tol, recipe.stop_patience
+        self.best = math.inf
+        self.prev: float | None = None
+        self.calm = 0
+
+    def diverged(self, loss: float) -> bool:
+        """Whether this epoch's loss ends the model as diverged: NaN or infinite."""
+        return not math.isfinite(loss)
+
+    def end_epoch(self, res: TrainResult, epoch: int, lr: float, loss: float, acc: float,
+                  snapshot: Callable[[], dict]) -> bool:
+        """Log epoch `epoch` (0-based) into `res`, keep the state the rule keeps (`snapshot()`
+        copies the model's), and return whether training goes on."""
+        res.epochs = epoch + 1
+        res.log.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_acc": acc})
+        if self.diverged(loss):
+            res.diverged = True
+            res.state = snapshot()
+            return False
+        if loss < self.best:
+            self.best, res.best_epoch = loss, epoch + 1
+            res.state = snapshot()
+        calm = self.prev is not None and abs(loss - self.prev) < self.tol
+        self.calm = self.calm + 1 if calm else 0
+        self.prev = loss
+        if self.calm >= self.patience:
+            res.stopped_early, res.best_epoch = True, epoch + 1
+            res.state = snapshot()
+            return False
+        return True

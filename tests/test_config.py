@@ -30,6 +30,7 @@ from landscape_taxonomy.config import (
 )
 from landscape_taxonomy.data import load_digits
 from landscape_taxonomy.metrics.cell import curve_seed, hessian_seed, mixup_seed
+from landscape_taxonomy.train import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +72,14 @@ def test_objects_are_frozen_and_dump_round_trips():
     with pytest.raises(ValueError):
         p.train.lr = 1.0
     assert parse_params(as_dict(p)) == p
+
+
+def test_recipe_has_no_defaults_of_its_own():
+    with pytest.raises(TypeError):
+        Recipe()  # every field comes from the schema
+    t = Params().train
+    r = Recipe.from_config(t, lr=0.5)
+    assert r.lr == 0.5 and r.max_epochs == t.max_epochs and r.stop_tol == t.stop_tol
 
 
 def patched(base: dict, patch: dict) -> dict:

@@ -78,7 +78,7 @@ def how(width, recipe):
 
 def bench_training(x, y, reps):
     for width, bs in ((2, 16), (4, 64), (16, 16), (16, 256)):
-        recipe = Recipe(batch_size=bs, max_epochs=5, stop_tol=0.0)
+        recipe = Recipe.from_config(batch_size=bs, max_epochs=5, stop_tol=0.0)
         ours, theirs, res, _ = compare(
             lambda r: ours_training(width, x, y, recipe),
             lambda r: paper_style_training(width, x, y, recipe, [0, 1, 2]), reps)
@@ -87,7 +87,7 @@ def bench_training(x, y, reps):
             ours, theirs, f"final loss {loss:.3f}")
     # The default grid's 20 cells: where training time actually goes (small batches: most
     # steps) decides the study's speed.
-    cells = [(w, Recipe(batch_size=b, max_epochs=3, stop_tol=0.0))
+    cells = [(w, Recipe.from_config(batch_size=b, max_epochs=3, stop_tol=0.0))
              for w in (1, 2, 4, 8, 16) for b in (16, 64, 256, 1024)]
     ours, theirs, _, _ = compare(
         lambda _: [ours_training(w, x, y, r) for w, r in cells],

@@ -32,7 +32,7 @@ def digits_slice(n=300):
 
 def trained(arch, width, seed, x, y, epochs=5):
     m = build_model(arch, width, (1, 8, 8), 10, seed=seed)
-    r = train_model(m, x, y, Recipe(max_epochs=epochs, batch_size=32), seed=seed)
+    r = train_model(m, x, y, Recipe.from_config(max_epochs=epochs, batch_size=32), seed=seed)
     m.load_state_dict(r.state)
     return m.eval()
 
@@ -77,7 +77,7 @@ def test_convex_problem_is_well_connected():
     for seed in (0, 1):
         torch.manual_seed(seed)
         m = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-        train_model(m, x, y, Recipe(max_epochs=30, batch_size=64, lr=0.05), seed=seed)
+        train_model(m, x, y, Recipe.from_config(max_epochs=30, batch_size=64, lr=0.05), seed=seed)
         models.append(m.eval())
     ends = tuple(error_with_fresh_bn(m, x, y) for m in models)
     res = curves.connect(models[0], models[0].state_dict(), models[1].state_dict(), x, y,

@@ -18,7 +18,7 @@ def digits(n=256, dtype=torch.float32):
 
 def feed(losses, **recipe):
     """Run the stop rule over a loss sequence; each kept state records its epoch."""
-    rule, res, going = StopRule(Recipe(**recipe)), TrainResult(state={}), True
+    rule, res, going = StopRule(Recipe.from_config(**recipe)), TrainResult(state={}), True
     for epoch, loss in enumerate(losses):
         assert going, "fed past the end"
         going = rule.end_epoch(res, epoch, 0.1, loss, 0.5, lambda e=epoch: {"epoch": e + 1})
@@ -49,7 +49,7 @@ def test_stop_rule_ends_a_diverged_model_with_its_last_state(bad):
 def test_same_seed_same_model_on_cpu():
     x, y = digits()
     runs = [train_model(build_model("cnn", 2, (1, 8, 8), 10, seed=3), x, y,
-                        Recipe(max_epochs=2, batch_size=32), seed=3) for _ in range(2)]
+                        Recipe.from_config(max_epochs=2, batch_size=32), seed=3) for _ in range(2)]
     for k in runs[0].state:
         assert torch.equal(runs[0].state[k], runs[1].state[k])
 
@@ -58,14 +58,15 @@ def test_stops_when_loss_is_flat_and_keeps_that_model():
     x, y = digits(64)
     # lr 0: the loss never changes, so the rule fires after `patience` calm epochs
     r = train_model(build_model("mlp", 1, (1, 8, 8), 10, seed=0), x, y,
-                    Recipe(lr=0.0, momentum=0.0, max_epochs=50, stop_patience=5), seed=0)
+                    Recipe.from_config(lr=0.0, momentum=0.0, max_epochs=50, stop_patience=5),
+                    seed=0)
     assert r.stopped_early and r.epochs == 6 and r.best_epoch == 6
 
 
 def test_keeps_lowest_loss_checkpoint_without_early_stop():
     x, y = digits()
     m = build_model("mlp", 2, (1, 8, 8), 10, seed=0)
-    r = train_model(m, x, y, Recipe(max_epochs=4, batch_size=32, stop_tol=0.0), seed=0)
+    r = train_model(m, x, y, Recipe.from_config(max_epochs=4, batch_size=32, stop_tol=0.0), seed=0)
     losses = [row["train_loss"] for row in r.log]
     assert not r.stopped_early and r.best_epoch == 1 + losses.index(min(losses))
 
@@ -73,7 +74,7 @@ def test_keeps_lowest_loss_checkpoint_without_early_stop():
 def test_divergence_is_recorded_not_raised():
     x, y = digits()
     m = build_model("mlp", 4, (1, 8, 8), 10, seed=0)
-    r = train_model(m, x * 1e4, y, Recipe(lr=1e3, max_epochs=5), seed=0)
+    r = train_model(m, x * 1e4, y, Recipe.from_config(lr=1e3, max_epochs=5), seed=0)
     assert r.diverged
 
 
@@ -81,7 +82,7 @@ def test_divergence_is_recorded_not_raised():
 def test_vectorized_training_equals_one_at_a_time(arch, width):
     # float64 so the two paths differ only by reassociation at 1e-16, not float32 chaos
     x, y = digits(96, torch.float64)
-    recipe = Recipe(max_epochs=3, batch_size=16, stop_tol=0.0)
+    recipe = Recipe.from_config(max_epochs=3, batch_size=16, stop_tol=0.0)
     kw = dict(arch=arch, width=width, input_shape=(1, 8, 8), n_classes=10, x=x, y=y,
               recipe=recipe, seeds=[0, 1, 2], device=torch.device("cpu"))
     loop = train_cell(**kw, vectorize=False)
@@ -112,7 +113,7 @@ def test_fast_paths_train_the_models_a_plain_loop_trains():
     import torch.nn.functional as F
 
     x, y = digits(96, torch.float64)
-    recipe = Recipe(max_epochs=3, batch_size=16, stop_tol=0.0)
+    recipe = Recipe.from_config(max_epochs=3, batch_size=16, stop_tol=0.0)
     fast = train_cell(arch="cnn", width=2, input_shape=(1, 8, 8), n_classes=10, x=x, y=y,
                       recipe=recipe, seeds=[0, 1], device=torch.device("cpu"))
     for seed, res in zip([0, 1], fast):

@@ -2,11 +2,14 @@
 
     from landscape_taxonomy import api
     cell = api.load_cell("models/width=8__batch_size=64", "data/prepared")
-    api.hessian(cell.models[0], cell.x_train, cell.y_train, samples=1000)
+    api.hessian(cell.models[0], cell.x_train, cell.y_train, seed=cell.seed, samples="all")
     api.mode_connectivity(cell, 0, 1, epochs=20)
     api.cka(cell, 0, 1), api.l2(cell, 0, 1), api.evaluate(cell.models[0], cell.x_test, cell.y_test)
 
-Every function is the code the pipeline runs; defaults are the params.yaml defaults.
+Every function is the code the pipeline runs, with the pipeline's seeds. A setting left out
+comes from `params` (a params.yaml path or a `config.Params`) when given, else from the
+schema's defaults (config.py); either way it is validated like params.yaml. With the params
+of a run, each function gives that run's numbers.
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ from pathlib import Path
 
 import torch
 
+from . import grid
+from .config import Params, load_params, updated
 from .data import Prepared
 from .metrics import curves
-from .metrics.cell import error_with_fresh_bn, evaluate, hessian_of
+from .metrics.cell import (
+    curve_seed,
+    error_with_fresh_bn,
+    evaluate,
+    hessian_of,
+    mixup_seed,
+    model_pairs,
+)
 from .metrics.similarity import l2_distance, linear_cka, mixup_points
 from .models import build_model
 from .train import resolve_device
@@ -31,6 +43,7 @@ __all__ = ["Cell", "load_cell", "evaluate", "hessian", "mode_connectivity", "cka
 class Cell:
     cell_id: str
     info: dict  # the cell's config, seeds, epochs, divergence (models/<cell>/info.json)
+    seed: int  # the study's `seed`, from which the metrics' seeds derive
     models: list  # nn.Module per seed, eval mode, on `device`
     states: list  # state_dict per seed (CPU)
     x_train: torch.Tensor  # [n, C, H, W] the training set the cell used (noisy labels)
@@ -39,15 +52,37 @@ class Cell:
     y_test: torch.Tensor
     device: torch.device
 
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """The model pairs the pipeline measures, in its order (diverged models left out)."""
+        return model_pairs(self.info["diverged"])
+
+
+def _params(params) -> Params:
+    if params is None:
+        return Params()
+    return params if isinstance(params, Params) else load_params(params)
+
+
+def _settings(section, prefix: str, given: dict) -> dict:
+    """A params section with the arguments given (not None) put in, validated as params."""
+    return updated(section, prefix, **{k: v for k, v in given.items() if v is not None}
+                   ).model_dump()
+
 
 def load_cell(cell_dir: str | Path, prepared_dir: str | Path = "data/prepared",
-              device: str = "auto") -> Cell:
-    """A cell folder of the train-grid output (models/<cell_id>) and the prepared data."""
+              device: str | None = None, params=None) -> Cell:
+    """A cell folder of the train-grid output (models/<cell_id>) and the prepared data it
+    trained on; `device` defaults to params' train.device."""
     cell_dir = Path(cell_dir)
     info = json.loads((cell_dir / "info.json").read_text())
     prep = Prepared(prepared_dir)
-    dev = resolve_device(device)
+    dev = resolve_device(device or _params(params).train.device)
     cfg = info["cell"]
+    seed = prep.manifest["seed"]  # prepare-noisy-data's: the study seed
+    if list(grid.model_seeds(seed, len(cfg["seeds"]))) != list(cfg["seeds"]):
+        raise ValueError(f"{cell_dir}: its model seeds {cfg['seeds']} are not those of the "
+                          f"prepared data's seed {seed}; give the prepared folder of its run")
     states, models = [], []
     for i in range(len(cfg["seeds"])):
         state = torch.load(cell_dir / f"seed_{i}.pt", weights_only=True)
@@ -57,38 +92,56 @@ def load_cell(cell_dir: str | Path, prepared_dir: str | Path = "data/prepared",
         states.append(state)
         models.append(m.eval())
     x, y = prep.train_set(cfg["noise"], cfg["subset"])
-    return Cell(cell_dir.name, info, models, states, x.to(dev), y.to(dev), prep.x_test.to(dev),
-                prep.y_test.to(dev), dev)
+    return Cell(cell_dir.name, info, seed, models, states, x.to(dev), y.to(dev),
+                prep.x_test.to(dev), prep.y_test.to(dev), dev)
 
 
-def hessian(model, x, y, *, samples=1000, max_iter: int = 100, tol: float = 1e-3,
-            repeats: int = 1, chunk: int = 1000, seed: int = 0) -> dict:
-    """Top eigenvalue and trace (means over repeats, their spread, and every run's details)."""
-    return hessian_of(model.eval(), x, y, samples=samples, max_iter=max_iter, tol=tol,
-                      repeats=repeats, chunk=chunk, seed=seed)
+def hessian(model, x, y, *, seed: int | None = None, params=None, samples=None, max_iter=None,
+            tol=None, repeats=None, chunk=None) -> dict:
+    """Top eigenvalue and trace (means over repeats, their spread, and every run's details).
+    `seed` is the study seed (a cell's `seed`; default params' seed)."""
+    p = _params(params)
+    h = _settings(p.metrics.hessian, "metrics.hessian",
+                  {"samples": samples, "max_iter": max_iter, "tol": tol, "repeats": repeats,
+                   "chunk": chunk})
+    return hessian_of(model.eval(), x, y, seed=p.seed if seed is None else seed, **h)
 
 
-def mode_connectivity(cell: Cell, i: int = 0, j: int = 1, *, epochs: int = 50,
-                      lr: float = 0.01, momentum: float = 0.9, batch_size: int = 128,
-                      weight_decay: float = 5e-4, points: int = 5, seed: int = 0,
-                      endpoint_tol: float = 2.0) -> dict:
-    """mc, t*, the linear-path barrier, and the error/loss profile of both paths."""
+def _pair_index(cell: Cell, i: int, j: int) -> int:
+    if (i, j) not in cell.pairs:
+        raise ValueError(f"models ({i}, {j}): the pipeline measures the pairs {cell.pairs} "
+                         "(i < j, diverged models left out)")
+    return cell.pairs.index((i, j))
+
+
+def mode_connectivity(cell: Cell, i: int = 0, j: int = 1, *, params=None, epochs=None, lr=None,
+                      momentum=None, batch_size=None, weight_decay=None, points=None,
+                      endpoint_tol=None) -> dict:
+    """mc, t*, the linear-path barrier, and the error/loss profile of both paths, seeded as
+    the pipeline seeds this pair's curve."""
+    c = _settings(_params(params).metrics.curve, "metrics.curve",
+                  {"epochs": epochs, "lr": lr, "momentum": momentum, "batch_size": batch_size,
+                   "weight_decay": weight_decay, "points": points, "endpoint_tol": endpoint_tol})
+    seed = curve_seed(cell.seed, _pair_index(cell, i, j))
     x, y = cell.x_train, cell.y_train
     ends = (error_with_fresh_bn(cell.models[i], x, y), error_with_fresh_bn(cell.models[j], x, y))
-    return curves.connect(cell.models[i], cell.states[i], cell.states[j], x, y, epochs=epochs,
-                          lr=lr, momentum=momentum, batch_size=batch_size,
-                          weight_decay=weight_decay, points=points, seed=seed,
-                          endpoint_errors=ends, endpoint_tol=endpoint_tol)
+    return curves.connect(cell.models[i], cell.states[i], cell.states[j], x, y,
+                          epochs=c["epochs"], lr=c["lr"], momentum=c["momentum"],
+                          batch_size=c["batch_size"], weight_decay=c["weight_decay"],
+                          points=c["points"], seed=seed,
+                          endpoint_errors=ends, endpoint_tol=c["endpoint_tol"])
 
 
 @torch.no_grad()
-def cka(cell: Cell, i: int = 0, j: int = 1, *, samples: int = 640, mixup_alpha: float = 16.0,
-        debiased: bool = False, seed: int = 0) -> float:
-    """Linear CKA of two models' softmax outputs on mixup points of the cell's training set."""
-    pts = mixup_points(cell.x_train, samples, mixup_alpha, seed)
+def cka(cell: Cell, i: int = 0, j: int = 1, *, params=None, samples=None, mixup_alpha=None,
+        debiased=None) -> float:
+    """Linear CKA of two models' softmax outputs on the cell's mixup points (the pipeline's)."""
+    c = _settings(_params(params).metrics.cka, "metrics.cka",
+                  {"samples": samples, "mixup_alpha": mixup_alpha, "debiased": debiased})
+    pts = mixup_points(cell.x_train, c["samples"], c["mixup_alpha"], mixup_seed(cell.seed))
     a = torch.softmax(cell.models[i].eval()(pts), 1).cpu()
     b = torch.softmax(cell.models[j].eval()(pts), 1).cpu()
-    return linear_cka(a, b, debiased)
+    return linear_cka(a, b, c["debiased"])
 
 
 def l2(cell: Cell, i: int = 0, j: int = 1) -> float:

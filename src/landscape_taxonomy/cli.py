@@ -33,24 +33,24 @@ def one_line_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
-            if not _is_user_error(e):
+        except Exception as e:
+            if not isinstance(e, _user_errors()):
                 raise
             typer.echo(f"error: {e}", err=True)
             sys.exit(2)
     return wrapper
 
 
-def _is_user_error(e: Exception) -> bool:
-    """The errors whose message is for the user (bad input, missing data, failed cells);
-    imported lazily so that classify and plot never pull torch in."""
-    kinds = [ConfigError, FileNotFoundError, ValueError]
-    for mod, name in (("data", "DataError"), ("pipeline", "CellsFailed"),
-                      ("tables", "TableError")):
-        m = sys.modules.get(f"{__package__}.{mod}")
-        if m is not None:
-            kinds.append(getattr(m, name))
-    return isinstance(e, tuple(kinds))
+def _user_errors() -> tuple:
+    """The user-error classes, of the modules loaded so far (one not loaded raised none; not
+    importing them keeps a bad params file from loading torch just to report it)."""
+    found = [ConfigError, FileNotFoundError, ValueError]
+    for module, name in (("data", "DataError"), ("pipeline", "CellsFailed"),
+                         ("tables", "TableError")):
+        loaded = sys.modules.get(f"{__package__}.{module}")
+        if loaded is not None:
+            found.append(getattr(loaded, name))
+    return tuple(found)
 
 
 @app.command("prepare")
@@ -58,8 +58,9 @@ def _is_user_error(e: Exception) -> bool:
 def prepare_command(params: Path = PARAMS,
                     out: Path = typer.Option(Path("data/prepared"), help="prepared-data folder")):
     """Load the dataset, apply the label noise, write tensors and a manifest."""
+    p = load_params(params)  # before the imports: a bad file is told at once
     from . import pipeline
-    m = pipeline.prepare(load_params(params), out)
+    m = pipeline.prepare(p, out)
     rates = ", ".join(f"noise {v['noise']:g}: {v['realized_replaced']:.3f} replaced"
                       for v in m["noise"].values())
     typer.echo(f"prepared {m['dataset']}: {m['n_train']} train, {m['n_test']} test ({rates})")
@@ -71,8 +72,9 @@ def train_command(params: Path = PARAMS,
                   data: Path = typer.Option(Path("data/prepared"), help="prepared-data folder"),
                   out: Path = typer.Option(Path("models"), help="models folder to write")):
     """Train every seed of every grid cell (reusing finished cells from the store)."""
+    p = load_params(params)
     from . import pipeline
-    entries = pipeline.train(load_params(params), data, out)
+    entries = pipeline.train(p, data, out)
     typer.echo(f"trained grid: {len(entries)} cells in {out}")
 
 
@@ -85,8 +87,9 @@ def metrics_command(params: Path = PARAMS,
                     curves: Path = typer.Option(Path("reports/curves.csv"), help="curve table"),
                     cells: Path = typer.Option(Path("reports/cells"), help="per-cell details")):
     """Measure every cell's loss landscape: losses, Hessian, mc, CKA, L2."""
+    p = load_params(params)
     from . import pipeline
-    table = pipeline.compute_metrics(load_params(params), data, models, out, curves, cells)
+    table = pipeline.compute_metrics(p, data, models, out, curves, cells)
     typer.echo(f"metrics of {len(table)} cells -> {out}")
 
 
@@ -117,10 +120,10 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
                      cka_threshold: str = _threshold("cka"),
                      load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Sort each cell of a metrics table into phase I, II, III, IV-A or IV-B."""
-    from . import report
     ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
                                     "mc_threshold": mc_threshold,
                                     "cka_threshold": cka_threshold})
+    from . import report
     result = report.classify(table, out, summary, train_loss_threshold=ph.train_loss_threshold,
                                mc_threshold=ph.mc_threshold, cka_threshold=ph.cka_threshold,
                                load_col=load_col, temperature_col=temperature_col,

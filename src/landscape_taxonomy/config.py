@@ -1,323 +1,392 @@
-"""params.yaml, parsed once into typed, validated objects.
+"""params.yaml, parsed once into typed, validated, frozen objects (pydantic).
 
-Every stage calls `load_params(path)` first. A bad key, type or value raises
-`ConfigError` with one line naming the key and what is allowed, before any output
-is touched. Library functions take plain values out of these objects.
+The classes below are the one place a default is written. Their defaults are the shipped
+params.yaml's values; params.yaml still lists every key because DVC tracks declared keys
+only when they are present, and tests/test_config.py fails, naming the key, if the two
+drift apart. The stages, the CLI and the notebook API (api.py) all read these classes.
+
+Every stage calls `load_params(path)` before any work. A duplicate key, an unknown key, a
+wrong type or a value out of range raises `ConfigError`, whose str() is one line naming the
+dotted key and what is allowed, e.g. `noise: must be a number in [0, 1), got 1.5`.
+Library functions take plain values out of these objects.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import math
-import types
+import re
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
-ARCHS = ("cnn", "resnet18", "mlp")
-LOAD_PARAMS = ("width", "subset", "noise")
-TEMPERATURE_PARAMS = ("batch_size", "lr", "weight_decay")
+Dataset = Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"]
+Arch = Literal["cnn", "resnet18", "mlp"]
+LoadParam = Literal["width", "subset", "noise"]
+TemperatureParam = Literal["batch_size", "lr", "weight_decay"]
+DATASETS = typing.get_args(Dataset)
+ARCHS = typing.get_args(Arch)
+LOAD_PARAMS = typing.get_args(LoadParam)
+TEMPERATURE_PARAMS = typing.get_args(TemperatureParam)
+
+# Seeds. grid.model_seeds gives model i of a study seed s the seed s*1000 + i, so a study
+# holds at most 1000 models per cell (more would reuse the next study seed's models). The
+# seeds reach torch.manual_seed / torch.Generator.manual_seed (s, s+1, s*1000+i: they take
+# [-2**63, 2**64)), numpy's default_rng (s: it takes any integer >= 0) and derive_seed
+# (hashed to 31 bits, any integer). [0, 2**32), the usual 32-bit seed, keeps every one of
+# them valid with room to spare: s*1000 + 999 < 2**42.
+SEED_LIMIT = 2**32
+MAX_MODELS_PER_CELL = 1000
+
+# digits (scikit-learn's bundled set): data.load_digits holds out round(f * 1797) images.
+# data.test_fraction must leave as many images as classes on each side: f * 1797 >= 10
+# and (1 - f) * 1797 >= 10, rounded inwards to 6 decimals so the bounds shown are the rule.
+DIGITS_IMAGES, DIGITS_CLASSES = 1797, 10
+DIGITS_TEST_FRACTIONS = (math.ceil(DIGITS_CLASSES / DIGITS_IMAGES * 1e6) / 1e6,
+                         math.floor((1 - DIGITS_CLASSES / DIGITS_IMAGES) * 1e6) / 1e6)
 
 
 class ConfigError(ValueError):
     """A params.yaml problem; str() is the one-line message shown to the user."""
 
 
-def _positive(v):
-    return v > 0
+class _Bad(ValueError):
+    """Raised inside a validator: `key` relative to the model validated, what is allowed."""
+
+    def __init__(self, key: str, allowed: str, value):
+        super().__init__(f"{key}: must be {allowed}, got {value!r}")
+        self.key, self.allowed, self.value = key, allowed, value
 
 
-def _fraction_open(v):  # (0, 1]
-    return 0 < v <= 1
+def _f(default, allowed: str, **constraints):
+    """A field: its one default, and the text of what it allows (the error message's)."""
+    return Field(default, description=allowed, **constraints)
 
 
-def _noise_range(v):  # [0, 1)
-    return 0 <= v < 1
+class _Section(BaseModel):
+    """Frozen, unknown keys refused, no type coercion (a bool is not a number, '1' is not
+    1; an integer is accepted where a number is), NaN and infinities refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section(cls, raw):
+        return {} if raw is None else raw  # `metrics:` with nothing under it: all defaults
 
 
-def _nonneg(v):
-    return v >= 0
+PosInt = Annotated[int, Field(ge=1)]
 
 
-def check(pred, allowed):
-    """Field metadata: a predicate and the human text of what it allows."""
-    return {"check": pred, "allowed": allowed}
+class DataConfig(_Section):
+    dataset: Dataset = _f("digits", "one of " + ", ".join(DATASETS))
+    root: str = _f("data/raw", "a folder path")
+    download: bool = _f(True, "true or false")
+    subset: float = _f(1.0, "a number in (0, 1]", gt=0, le=1)
+    test_fraction: float = _f(0.2, "a number in (0, 1)", gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _digits_split(self):
+        lo, hi = DIGITS_TEST_FRACTIONS
+        if self.dataset == "digits" and not lo <= self.test_fraction <= hi:
+            raise _Bad("test_fraction",
+                       f"a number in [{lo}, {hi}] for digits ({DIGITS_IMAGES} images, "
+                       f"{DIGITS_CLASSES} classes: at least {DIGITS_CLASSES} test and "
+                       f"{DIGITS_CLASSES} training images)", self.test_fraction)
+        return self
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    dataset: str = field(default="digits", metadata=check(lambda v: v in DATASETS,
-                                                          "one of " + ", ".join(DATASETS)))
-    root: str = "data/raw"
-    subset: float = field(default=1.0, metadata=check(_fraction_open, "a number in (0, 1]"))
-    test_fraction: float = field(default=0.2, metadata=check(lambda v: 0 < v < 1,
-                                                             "a number in (0, 1)"))
-    download: bool = True
+class ModelConfig(_Section):
+    arch: Arch = _f("cnn", "one of " + ", ".join(ARCHS))
+    width: int = _f(8, "an integer >= 1", ge=1)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    arch: str = field(default="cnn", metadata=check(lambda v: v in ARCHS,
-                                                    "one of " + ", ".join(ARCHS)))
-    width: int = field(default=8, metadata=check(_positive, "an integer >= 1"))
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-@dataclass(frozen=True)
-class AxisConfig:
-    param: str
-    values: tuple
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-@dataclass(frozen=True)
-class GridConfig:
-    load: AxisConfig
-    temperature: AxisConfig
-    seeds: int = field(default=3, metadata=check(_positive, "an integer >= 1"))
+# What each grid axis accepts, per value: (type, predicate, text).
+_AXIS_VALUE = {
+    "width": (int, lambda v: v >= 1, "integers >= 1"),
+    "subset": (float, lambda v: 0 < v <= 1, "numbers in (0, 1]"),
+    "noise": (float, lambda v: 0 <= v < 1, "numbers in [0, 1)"),
+    "batch_size": (int, lambda v: v >= 1, "integers >= 1"),
+    "lr": (float, lambda v: v > 0, "numbers > 0"),
+    "weight_decay": (float, lambda v: v >= 0, "numbers >= 0"),
+}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = field(default="sgd", metadata=check(lambda v: v == "sgd", "sgd"))
-    lr: float = field(default=0.05, metadata=check(_positive, "a number > 0"))
-    momentum: float = field(default=0.9, metadata=check(lambda v: 0 <= v < 1,
-                                                        "a number in [0, 1)"))
-    batch_size: int = field(default=128, metadata=check(_positive, "an integer >= 1"))
-    weight_decay: float = field(default=5e-4, metadata=check(_nonneg, "a number >= 0"))
-    max_epochs: int = field(default=150, metadata=check(_positive, "an integer >= 1"))
-    stop_tol: float = field(default=1e-4, metadata=check(_nonneg, "a number >= 0"))
-    stop_patience: int = field(default=5, metadata=check(_positive, "an integer >= 1"))
-    lr_schedule: str = field(default="constant",
-                             metadata=check(lambda v: v in ("constant", "step"),
-                                            "constant or step"))
-    lr_decay_at: float = field(default=0.75, metadata=check(lambda v: 0 < v < 1,
-                                                            "a number in (0, 1)"))
-    lr_decay_factor: float = field(default=0.1, metadata=check(lambda v: 0 < v <= 1,
-                                                               "a number in (0, 1]"))
-    device: str = field(default="auto", metadata=check(lambda v: v in ("auto", "cpu", "cuda"),
-                                                       "auto, cpu or cuda"))
-    vectorize: object = field(default="auto", metadata=check(
-        lambda v: v in ("auto", True, False), "auto, true or false"))
+class _Axis(_Section):
+    """One grid axis: the param it sets and its values (a tuple), checked per param."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _values_per_param(cls, raw):
+        if not isinstance(raw, dict) or raw.get("param") not in _AXIS_VALUE:
+            return raw  # pydantic names what is wrong with the mapping or its param
+        if "values" not in raw:
+            return raw
+        param, values = raw["param"], raw["values"]
+        if not isinstance(values, (list, tuple)) or not values:
+            raise _Bad("values", "a non-empty list", values)
+        tp, pred, text = _AXIS_VALUE[param]
+        out = []
+        for v in values:
+            ok_type = _is_int(v) if tp is int else _is_number(v)
+            if not (ok_type and pred(v)):
+                raise _Bad("values", f"{text} for {param}", v)
+            out.append(tp(v))
+        if len(set(out)) != len(out):
+            raise _Bad("values", "distinct values", list(values))
+        return {**raw, "values": tuple(out)}
 
 
-@dataclass(frozen=True)
-class HessianConfig:
-    samples: object = field(default=1000, metadata=check(
-        lambda v: v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
-        "a positive integer or 'all'"))
-    max_iter: int = field(default=100, metadata=check(_positive, "an integer >= 1"))
-    tol: float = field(default=1e-3, metadata=check(_positive, "a number > 0"))
-    repeats: int = field(default=1, metadata=check(_positive, "an integer >= 1"))
-    chunk: int = field(default=1000, metadata=check(_positive, "an integer >= 1"))
+class LoadAxis(_Axis):
+    param: LoadParam = Field(description="one of " + ", ".join(LOAD_PARAMS))
+    values: tuple[Any, ...] = Field(description="a non-empty list")
 
 
-@dataclass(frozen=True)
-class CurveConfig:
-    epochs: int = field(default=50, metadata=check(_positive, "an integer >= 1"))
-    lr: float = field(default=0.01, metadata=check(_positive, "a number > 0"))
-    momentum: float = field(default=0.9, metadata=check(lambda v: 0 <= v < 1,
-                                                        "a number in [0, 1)"))
-    batch_size: int = field(default=128, metadata=check(_positive, "an integer >= 1"))
-    weight_decay: float = field(default=5e-4, metadata=check(_nonneg, "a number >= 0"))
-    points: int = field(default=5, metadata=check(lambda v: v >= 3, "an integer >= 3"))
-    pairs: int = field(default=1, metadata=check(_positive, "an integer >= 1"))
-    endpoint_tol: float = field(default=2.0, metadata=check(_nonneg,
-                                                            "a number >= 0 (percent)"))
+class TemperatureAxis(_Axis):
+    param: TemperatureParam = Field(description="one of " + ", ".join(TEMPERATURE_PARAMS))
+    values: tuple[Any, ...] = Field(description="a non-empty list")
 
 
-@dataclass(frozen=True)
-class CkaConfig:
-    samples: int = field(default=640, metadata=check(lambda v: v >= 4, "an integer >= 4"))
-    mixup_alpha: float = field(default=16.0, metadata=check(_positive, "a number > 0"))
-    debiased: bool = False
+class GridConfig(_Section):
+    load: LoadAxis = LoadAxis(param="width", values=(1, 2, 4, 8, 16))
+    temperature: TemperatureAxis = TemperatureAxis(param="batch_size",
+                                                   values=(16, 64, 256, 1024))
+    seeds: int = _f(3, f"an integer in [1, {MAX_MODELS_PER_CELL}]", ge=1,
+                    le=MAX_MODELS_PER_CELL)
 
 
-@dataclass(frozen=True)
-class MetricsConfig:
+class TrainConfig(_Section):
+    optimizer: Literal["sgd"] = _f("sgd", "sgd")
+    lr: float = _f(0.05, "a number > 0", gt=0)
+    momentum: float = _f(0.9, "a number in [0, 1)", ge=0, lt=1)
+    batch_size: int = _f(128, "an integer >= 1", ge=1)
+    weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
+    max_epochs: int = _f(20, "an integer >= 1", ge=1)
+    stop_tol: float = _f(1e-4, "a number >= 0", ge=0)
+    stop_patience: int = _f(5, "an integer >= 1", ge=1)
+    lr_schedule: Literal["constant", "step"] = _f("constant", "constant or step")
+    lr_decay_at: float = _f(0.75, "a number in (0, 1)", gt=0, lt=1)
+    lr_decay_factor: float = _f(0.1, "a number in (0, 1]", gt=0, le=1)
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto, cpu or cuda")
+    vectorize: Literal["auto"] | bool = _f("auto", "auto, true or false")
+
+
+class HessianConfig(_Section):
+    samples: Literal["all"] | PosInt = _f(500, "a positive integer or 'all'")
+    max_iter: int = _f(100, "an integer >= 1", ge=1)
+    tol: float = _f(1e-3, "a number > 0", gt=0)
+    repeats: int = _f(1, "an integer >= 1", ge=1)
+    chunk: int = _f(1000, "an integer >= 1", ge=1)
+
+
+class CurveConfig(_Section):
+    epochs: int = _f(20, "an integer >= 1", ge=1)
+    lr: float = _f(0.01, "a number > 0", gt=0)
+    momentum: float = _f(0.9, "a number in [0, 1)", ge=0, lt=1)
+    batch_size: int = _f(128, "an integer >= 1", ge=1)
+    weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
+    points: int = _f(5, "an integer >= 3", ge=3)
+    pairs: int = _f(1, "an integer >= 1", ge=1)
+    endpoint_tol: float = _f(2.0, "a number >= 0 (percent)", ge=0)
+
+
+class CkaConfig(_Section):
+    samples: int = _f(640, "an integer >= 4", ge=4)
+    mixup_alpha: float = _f(16.0, "a number > 0", gt=0)
+    debiased: bool = _f(False, "true or false")
+
+
+class MetricsConfig(_Section):
     hessian: HessianConfig = HessianConfig()
     curve: CurveConfig = CurveConfig()
     cka: CkaConfig = CkaConfig()
 
 
-def _auto_or(pred, text):
-    """'auto' or a number (not a bool) that passes `pred`."""
-    def ok(v):
-        return v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool)
-                               and math.isfinite(v) and pred(v))
-    return check(ok, f"'auto' or {text}")
-
-
-@dataclass(frozen=True)
-class PhaseConfig:
+class PhaseConfig(_Section):
     """Phase boundaries: a number, or `auto` to read it off the data (thresholds.py)."""
-    train_loss_threshold: object = field(default="auto",
-                                         metadata=_auto_or(_positive, "a number > 0"))
-    mc_threshold: object = field(default="auto", metadata=_auto_or(_nonneg, "a number >= 0"))
-    cka_threshold: object = field(default="auto", metadata=_auto_or(
-        lambda v: 0 <= v <= 1, "a number in [0, 1]"))
+
+    train_loss_threshold: Literal["auto"] | Annotated[float, Field(gt=0)] = _f(
+        0.1, "'auto' or a number > 0")
+    mc_threshold: Literal["auto"] | Annotated[float, Field(ge=0)] = _f(
+        1.0, "'auto' or a number >= 0")
+    cka_threshold: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = _f(
+        0.8, "'auto' or a number in [0, 1]")
 
 
-@dataclass(frozen=True)
-class ExecutorConfig:
-    kind: str = field(default="local", metadata=check(lambda v: v in ("local", "ray"),
-                                                      "local or ray"))
-    workers: object = field(default="auto", metadata=check(
-        lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
-        "a positive integer or 'auto'"))
-    workers_per_gpu: int = field(default=1, metadata=check(_positive, "an integer >= 1"))
-    address: object = None
-    num_cpus: float = field(default=1.0, metadata=check(_nonneg, "a number >= 0"))
-    num_gpus: float = field(default=0.0, metadata=check(_nonneg, "a number >= 0"))
+class ExecutorConfig(_Section):
+    kind: Literal["local", "ray"] = _f("local", "local or ray")
+    workers: Literal["auto"] | PosInt = _f("auto", "a positive integer or 'auto'")
+    workers_per_gpu: int = _f(1, "an integer >= 1", ge=1)
+    address: str | None = _f(None, "a Ray cluster address or null")
+    num_cpus: float = _f(1.0, "a number >= 0", ge=0)
+    num_gpus: float = _f(0.0, "a number >= 0", ge=0)
 
 
-@dataclass(frozen=True)
-class StoreConfig:
-    path: str = ".cells"
+class StoreConfig(_Section):
+    path: str = _f(".cells", "a folder path")
 
 
-@dataclass(frozen=True)
-class Params:
-    grid: GridConfig
-    seed: int = 0
-    noise: float = field(default=0.0, metadata=check(_noise_range, "a number in [0, 1)"))
+class Params(_Section):
+    seed: int = _f(0, "an integer in [0, 2^32)", ge=0, lt=SEED_LIMIT)
+    noise: float = _f(0.0, "a number in [0, 1)", ge=0, lt=1)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
+    grid: GridConfig = GridConfig()
     train: TrainConfig = TrainConfig()
     metrics: MetricsConfig = MetricsConfig()
     phase: PhaseConfig = PhaseConfig()
     executor: ExecutorConfig = ExecutorConfig()
     store: StoreConfig = StoreConfig()
 
-
-# What each grid axis accepts, per value.
-_AXIS_VALUE = {
-    "width": (int, _positive, "integers >= 1"),
-    "subset": (float, _fraction_open, "numbers in (0, 1]"),
-    "noise": (float, _noise_range, "numbers in [0, 1)"),
-    "batch_size": (int, _positive, "integers >= 1"),
-    "lr": (float, _positive, "numbers > 0"),
-    "weight_decay": (float, _nonneg, "numbers >= 0"),
-}
+    @model_validator(mode="after")
+    def _noise_axis(self):
+        if self.grid.load.param == "noise" and self.noise != 0.0:
+            raise _Bad("noise", "0 when grid.load.param is noise (the grid sets it)",
+                       self.noise)
+        return self
 
 
-def _type_name(tp) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp)))
+# -- errors ------------------------------------------------------------------------------
+
+def _section_of(annotation):
+    return annotation if inspect.isclass(annotation) and issubclass(annotation, BaseModel) \
+        else None
 
 
-def _coerce(value, tp, key):
-    """Check a YAML scalar against a field type (ints are accepted where floats are)."""
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-        return value
-    if tp in (int, str, bool) and isinstance(value, tp) and not (
-            tp is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
+def _one_line(e: ValidationError, model: type[BaseModel], prefix: str = "") -> ConfigError:
+    """pydantic's first error as `<dotted.key>: must be <allowed>, got <value>`."""
+    err = e.errors(include_url=False)[0]
+    keys, field, section = [prefix] if prefix else [], None, model
+    loc = list(err["loc"])
+    while loc and section is not None and loc[0] in section.model_fields:
+        name = loc.pop(0)
+        keys.append(name)
+        field = section.model_fields[name]
+        section = _section_of(field.annotation)
+    # what is left of loc: a union member's tag, a list index, or an unknown key
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, _Bad):
+        return ConfigError(".".join([*keys, cause.key]) + f": must be {cause.allowed}, "
+                                                          f"got {cause.value!r}")
+    if err["type"] == "extra_forbidden":
+        where = ".".join([*keys, str(loc[0])])
+        return ConfigError(f"{where}: unknown key; allowed: {', '.join(section.model_fields)}")
+    where = ".".join(keys) or "params"
+    if field is None or section is not None:
+        allowed = "a mapping"
+    else:
+        allowed = field.description or str(field.annotation)
+    got = "nothing" if err["type"] == "missing" else repr(err["input"])
+    return ConfigError(f"{where}: must be {allowed}, got {got}")
 
 
-def _parse_axis(raw, key, allowed):
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{key}: must be a mapping with 'param' and 'values'")
-    unknown = set(raw) - {"param", "values"}
-    if unknown:
-        raise ConfigError(f"{key}.{sorted(unknown)[0]}: unknown key; allowed: param, values")
-    param = raw.get("param")
-    if param not in allowed:
-        raise ConfigError(f"{key}.param: must be one of {', '.join(allowed)}, got {param!r}")
-    values = raw.get("values")
-    if not isinstance(values, list) or not values:
-        raise ConfigError(f"{key}.values: must be a non-empty list")
-    tp, pred, text = _AXIS_VALUE[param]
-    out = []
-    for v in values:
-        try:
-            v = _coerce(v, tp, f"{key}.values")
-        except ConfigError:
-            raise ConfigError(f"{key}.values: {param} values must be {text}, got {v!r}") from None
-        if not pred(v):
-            raise ConfigError(f"{key}.values: {param} values must be {text}, got {v!r}")
-        out.append(v)
-    if len(set(out)) != len(out):
-        raise ConfigError(f"{key}.values: values must be distinct, got {values!r}")
-    return AxisConfig(param=param, values=tuple(out))
+def _validate(model: type[BaseModel], raw, prefix: str = ""):
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise _one_line(e, model, prefix) from None
 
 
-def _parse(cls, raw, prefix):
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or 'params'}: must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in raw if k not in fields]
-    if unknown:
-        where = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
-        raise ConfigError(f"{where}: unknown key; allowed: {', '.join(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{key}: missing; it is required")
-            continue
-        value = raw[name]
-        if tp is AxisConfig:
-            allowed = LOAD_PARAMS if name == "load" else TEMPERATURE_PARAMS
-            value = _parse_axis(value, key, allowed)
-        elif dataclasses.is_dataclass(tp):
-            value = _parse(tp, value, key)
-        elif tp is object or isinstance(tp, types.UnionType):
-            pass  # free-form (checked by the predicate below)
-        else:
-            value = _coerce(value, tp, key)
-        meta = f.metadata.get("check")
-        if meta is not None and not meta(value):
-            raise ConfigError(f"{key}: must be {f.metadata['allowed']}, got {value!r}")
-        kwargs[name] = value
-    return cls(**kwargs)
+# -- reading -----------------------------------------------------------------------------
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        self.key, self.line, self.first = key, line, first
 
 
-def parse_params(raw: dict) -> Params:
-    params = _parse(Params, raw, "")
-    if params.grid.load.param == "noise" and params.noise != 0.0:
-        raise ConfigError("noise: must be 0 when grid.load.param is noise (the grid sets it)")
-    return params
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_document(self, node):
+        self._paths = {}
+        self._index(node, "")
+        return super().construct_document(node)
+
+    def _index(self, node, path: str):
+        """Each mapping node's dotted path, for the error message."""
+        if isinstance(node, yaml.MappingNode):
+            self._paths[id(node)] = path
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                self._index(v, f"{path}.{name}" if path else name)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._index(v, f"{path}[{i}]")
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # unhashable: the base class says so
+                if first is not key_node:
+                    path = self._paths.get(id(node), "")
+                    raise _DuplicateKey(f"{path}.{key}" if path else str(key),
+                                        key_node.start_mark.line + 1,
+                                        first.start_mark.line + 1)
+        return super().construct_mapping(node, deep)
 
 
-def load_params(path: str | Path) -> Params:
+# YAML 1.2 floats, which PyYAML (YAML 1.1) reads as strings when they have an exponent but no
+# dot: `dvc exp run -S train.weight_decay=1e-5` writes `1e-5` (DVC's YAML is 1.2).
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def read_yaml(path: str | Path):
+    """A YAML file's contents, or ConfigError for a missing file, bad YAML, a duplicate key."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params: file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as d:
+        raise ConfigError(f"{d.key}: duplicate key at line {d.line} of {path} "
+                          f"(first at line {d.first})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"params: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_params(raw or {})
+
+
+def parse_params(raw: dict) -> Params:
+    return _validate(Params, raw)
+
+
+def load_params(path: str | Path) -> Params:
+    return parse_params(read_yaml(path) or {})
 
 
 def load_phase_params(path: str | Path | None, overrides: dict | None = None) -> PhaseConfig:
-    """The phase: section alone (of a whole params.yaml or of a file holding only it), with
-    command-line overrides (numbers as text, or 'auto'); no file means every key's default."""
-    raw = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"params: file {path} does not exist")
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"params: {path} is not valid YAML "
-                              f"({str(e).splitlines()[0]})") from None
+    """The phase: section alone (of a whole params.yaml or of a file holding only it; a key
+    it leaves out takes the schema's default), with command-line overrides (numbers as text,
+    or 'auto'). No file at all, as for a table from elsewhere, means every threshold auto."""
+    if path is None:
+        raw = {name: "auto" for name in PhaseConfig.model_fields}
+    else:
+        doc = read_yaml(path) or {}
         if not isinstance(doc, dict):
             raise ConfigError(f"params: {path} must be a mapping")
-        raw = dict(doc.get("phase") or {})
+        raw = doc.get("phase") or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"phase: must be a mapping, got {raw!r}")
+        raw = dict(raw)
     for key, text in (overrides or {}).items():
         if text is None:
             continue
@@ -329,9 +398,15 @@ def load_phase_params(path: str | Path | None, overrides: dict | None = None) ->
         except ValueError:
             raise ConfigError(f"--{key.replace('_', '-')}: must be a number or auto, "
                               f"got {text!r}") from None
-    return _parse(PhaseConfig, raw, "phase")
+    return _validate(PhaseConfig, raw, "phase")
 
 
-def as_dict(obj) -> dict:
+def updated(section: BaseModel, prefix: str = "", **changes) -> BaseModel:
+    """A copy of a config object with some keys changed, validated as params.yaml is (a bad
+    value raises the ConfigError naming `prefix.key`)."""
+    return _validate(type(section), {**section.model_dump(), **changes}, prefix)
+
+
+def as_dict(obj: BaseModel) -> dict:
     """Plain dict of a config object (tuples as lists), e.g. for hashing or JSON."""
-    return dataclasses.asdict(obj)
+    return obj.model_dump(mode="json")

@@ -42,11 +42,8 @@ def prepare(p: Params, out_dir: Path) -> dict:
 # -- train -------------------------------------------------------------------------------
 
 def recipe_of(p: Params, cell: grid.Cell) -> Recipe:
-    t = p.train
-    return Recipe(lr=cell.lr, momentum=t.momentum, weight_decay=cell.weight_decay,
-                  batch_size=cell.batch_size, max_epochs=t.max_epochs, stop_tol=t.stop_tol,
-                  stop_patience=t.stop_patience, lr_schedule=t.lr_schedule,
-                  lr_decay_at=t.lr_decay_at, lr_decay_factor=t.lr_decay_factor)
+    return Recipe.from_config(p.train, lr=cell.lr, weight_decay=cell.weight_decay,
+                              batch_size=cell.batch_size)
 
 
 def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:

@@ -10,23 +10,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
 
 @dataclass(frozen=True)
 class Recipe:
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    max_epochs: int = 150
-    stop_tol: float = 1e-4
-    stop_patience: int = 5
-    lr_schedule: str = "constant"  # or "step": x lr_decay_factor from lr_decay_at of the epochs
-    lr_decay_at: float = 0.75
-    lr_decay_factor: float = 0.1
+    """One cell's training recipe. No defaults here: config.TrainConfig holds them, and
+    `from_config` fills a recipe from it (pipeline.recipe_of, with the cell's axis values)."""
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    max_epochs: int
+    stop_tol: float
+    stop_patience: int
+    lr_schedule: str  # "constant", or "step": x lr_decay_factor from lr_decay_at of the epochs
+    lr_decay_at: float
+    lr_decay_factor: float
+
+    @classmethod
+    def from_config(cls, train_config=None, **overrides) -> Recipe:
+        """The recipe of a `config.TrainConfig` (the schema's defaults when none is given),
+        with overrides."""
+        if train_config is None:
+            from .config import TrainConfig
+            train_config = TrainConfig()
+        values = {f.name: getattr(train_config, f.name) for f in fields(cls)}
+        return cls(**{**values, **overrides})
 
     def lr_at(self, epoch: int) -> float:
         if self.lr_schedule == "step" and epoch >= int(self.lr_decay_at * self.max_epochs):

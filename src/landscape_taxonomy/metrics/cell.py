@@ -66,6 +66,29 @@ def derive_seed(*parts) -> int:
     return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
+# The seeds a cell's measurements use, from the study seed (params `seed`); api.py uses the
+# same, so a notebook reproduces the pipeline's numbers.
+def hessian_seed(seed: int, repeat: int) -> int:
+    """Sample and random vectors of one Hessian repeat (the same for every model)."""
+    return derive_seed(seed, "hessian", repeat)
+
+
+def mixup_seed(seed: int) -> int:
+    """The CKA's mixup points: one evaluation set per cell."""
+    return derive_seed(seed, "mixup")
+
+
+def curve_seed(seed: int, pair_index: int) -> int:
+    """The bend's training order of the curve between the pair `model_pairs(...)[pair_index]`."""
+    return derive_seed(seed, "curve", pair_index)
+
+
+def model_pairs(diverged: list[bool]) -> list[tuple[int, int]]:
+    """The pairs of models CKA and L2 average over, in order; mode connectivity takes the
+    first `metrics.curve.pairs`. Diverged models are left out."""
+    return list(itertools.combinations([i for i, d in enumerate(diverged) if not d], 2))
+
+
 def mean_std(values) -> tuple[float, float]:
     v = [float(x) for x in values if x is not None and math.isfinite(x)]
     if not v:
@@ -97,7 +120,7 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
     for r in range(repeats):
         k = 0
         for group in groups:
-            g = torch.Generator().manual_seed(derive_seed(seed, "hessian", r))
+            g = torch.Generator().manual_seed(hessian_seed(seed, r))
             if samples == "all" or samples >= len(y):
                 xs, ys = x, y
             else:
@@ -173,11 +196,11 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
                  "hessian_trace"):
         out[name], out[f"{name}_std"] = mean_std(r.get(name) for r in per_model)
 
-    pairs = list(itertools.combinations(live, 2))
+    pairs = model_pairs(diverged)
     pnames = [n for n, _ in models[0].named_parameters()] if models else []
-    mixup_seed = derive_seed(seed, "mixup")  # one evaluation set per cell, recorded
+    mix_seed = mixup_seed(seed)  # recorded
     mix = similarity.mixup_points(x_train, cka_cfg["samples"], cka_cfg["mixup_alpha"],
-                                  mixup_seed) if pairs else None
+                                  mix_seed) if pairs else None
     with torch.no_grad():
         probs = {i: torch.softmax(models[i](mix), 1).cpu() for i in live} if pairs else {}
     ckas = [similarity.linear_cka(probs[i], probs[j], cka_cfg["debiased"]) for i, j in pairs]
@@ -192,7 +215,7 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
         ends = (error_with_fresh_bn(models[i], x_train, y_train),
                 error_with_fresh_bn(models[j], x_train, y_train))
         res = curves.connect(models[i], states[i], states[j], x_train, y_train, **fit,
-                             seed=derive_seed(seed, "curve", p), endpoint_errors=ends,
+                             seed=curve_seed(seed, p), endpoint_errors=ends,
                              endpoint_tol=curve_cfg["endpoint_tol"])
         mcs.append(res["mc"])
         lins.append(res["mc_linear"])
@@ -202,7 +225,7 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
     out["mc"], out["mc_std"] = mean_std(mcs)
     out["mc_linear"], out["mc_linear_std"] = mean_std(lins)
     out["n_pairs"], out["n_curve_pairs"] = len(pairs), len(mcs)
-    out["mixup_seed"] = mixup_seed
+    out["mixup_seed"] = mix_seed
     return {"metrics": out, "per_model": per_model, "curves": curve_rows,
             "pairs": [{"pair": f"{i}-{j}", "cka": c, "l2": d}
                       for (i, j), c, d in zip(pairs, ckas, l2s)],

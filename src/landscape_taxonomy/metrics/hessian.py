@@ -117,7 +117,7 @@ class Estimate:
     converged: bool
 
 
-def top_eigenvalues(hvp: HVP, max_iter: int = 100, tol: float = 1e-3,
+def top_eigenvalues(hvp: HVP, max_iter: int, tol: float,
                     generator: torch.Generator | None = None) -> list[Estimate]:
     """Power iteration per block: the eigenvalue of largest magnitude (PyHessian's)."""
     s = hvp.blocks
@@ -144,7 +144,7 @@ def _normalize(hvp: HVP, v):
     return [(x.reshape(hvp.blocks, -1) / norm[:, None]).reshape(x.shape) for x in v]
 
 
-def traces(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: int = 1,
+def traces(hvp: HVP, max_iter: int, tol: float, probes_per_pass: int = 1,
            generator: torch.Generator | None = None) -> list[Estimate]:
     """Hutchinson per block: mean of vᵀHv over Rademacher v, PyHessian's stopping rule.
 
@@ -177,11 +177,11 @@ def traces(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: in
     return [d or Estimate(est[k], counts[k], False) for k, d in enumerate(done)]
 
 
-def top_eigenvalue(hvp: HVP, max_iter: int = 100, tol: float = 1e-3,
+def top_eigenvalue(hvp: HVP, max_iter: int, tol: float,
                    generator: torch.Generator | None = None) -> Estimate:
     return top_eigenvalues(hvp, max_iter, tol, generator)[0]
 
 
-def trace(hvp: HVP, max_iter: int = 100, tol: float = 1e-3, probes_per_pass: int = 1,
+def trace(hvp: HVP, max_iter: int, tol: float, probes_per_pass: int = 1,
           generator: torch.Generator | None = None) -> Estimate:
     return traces(hvp, max_iter, tol, probes_per_pass, generator)[0]

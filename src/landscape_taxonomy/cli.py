@@ -14,6 +14,7 @@ has the contract's columns.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -28,19 +29,33 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read
 
 
 def one_line_errors(fn):
-    """Known user errors end the command with one line on stderr and exit status 2."""
+    """Known user errors end the command with one line on stderr and exit status 2;
+    SIGINT/SIGTERM with 130/143."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from .data import DataError
+        from .executor import Interrupted
         from .pipeline import CellsFailed
         from .tables import TableError
         try:
             return fn(*args, **kwargs)
+        except Interrupted as e:
+            typer.echo(str(e), err=True)
+            _exit(e.exit_code)
         except (ConfigError, DataError, TableError, FileNotFoundError, CellsFailed,
                 ValueError) as e:
             typer.echo(f"error: {e}", err=True)
-            sys.exit(2)
+            _exit(2)
     return wrapper
+
+
+def _exit(code: int):
+    from .executor import connect_abandoned
+    if connect_abandoned():  # a Ray connection still retrying: do not wait for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @app.command("prepare")

@@ -170,6 +170,7 @@ class ExecutorConfig:
     address: object = None
     num_cpus: float = field(default=1.0, metadata=check(_nonneg, "a number >= 0"))
     num_gpus: float = field(default=0.0, metadata=check(_nonneg, "a number >= 0"))
+    connect_timeout: float = field(default=30.0, metadata=check(_positive, "seconds > 0"))
 
 
 @dataclass(frozen=True)

@@ -101,12 +101,20 @@ def train_task(task: dict) -> dict:
     return info
 
 
-def _run(fn, tasks, p: Params, label: str, total: int):
+def executor_settings(p: Params) -> dict:
     e = p.executor
-    outs = executor.run_tasks(fn, tasks, kind=e.kind, workers=e.workers,
-                              workers_per_gpu=e.workers_per_gpu, device=p.train.device,
-                              address=e.address, num_cpus=e.num_cpus, num_gpus=e.num_gpus,
-                              label=label, total=total)
+    return dict(kind=e.kind, workers=e.workers, workers_per_gpu=e.workers_per_gpu,
+                device=p.train.device, address=e.address, num_cpus=e.num_cpus,
+                num_gpus=e.num_gpus, connect_timeout=e.connect_timeout)
+
+
+def _run(fn, tasks, p: Params, label: str, total: int, stage: str):
+    store = CellStore(p.store.path)
+    try:
+        outs = executor.run_tasks(fn, tasks, **executor_settings(p), label=label, total=total)
+    except executor.Interrupted as e:
+        e.store = str(store.root)
+        raise
     failed = [o for o in outs if not o["ok"]]
     if failed:
         lines = "; ".join(f"{o['task']['cell_id']}: {o['error']}" for o in failed)
@@ -114,6 +122,7 @@ def _run(fn, tasks, p: Params, label: str, total: int):
 
 
 def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
+    executor.check_settings(**executor_settings(p))  # before any work
     prep = _prepared(str(prepared_dir))
     store = CellStore(p.store.path)
     entries, tasks = [], []
@@ -125,7 +134,7 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
                           "recipe": asdict(recipe_of(p, cell)), "prepared": str(prepared_dir),
                           "store": str(store.root), "device": p.train.device,
                           "vectorize": p.train.vectorize})
-    _run(train_task, tasks, p, "train-grid", len(entries))
+    _run(train_task, tasks, p, "train-grid", len(entries), "train")
     with atomic_dir(out_dir) as tmp:
         for e in entries:
             copy_tree(store.path("train", e["key"]), tmp / e["cell_id"])
@@ -173,6 +182,7 @@ def metrics_key(p: Params, entry: dict) -> str:
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
                     curves_csv: Path, cells_dir: Path) -> pd.DataFrame:
+    executor.check_settings(**executor_settings(p))  # before any work
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
     store = CellStore(p.store.path)
     m = as_dict(p.metrics)
@@ -187,7 +197,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
                           "device": p.train.device, "vectorize": p.train.vectorize,
                           "seed": p.seed, "hessian": m["hessian"],
                           "curve": m["curve"], "cka": m["cka"]})
-    _run(metrics_task, tasks, p, "compute-metrics", len(index))
+    _run(metrics_task, tasks, p, "compute-metrics", len(index), "metrics")
 
     rows, curve_rows = [], []
     with atomic_dir(cells_dir) as tmp:

@@ -29,8 +29,8 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read
 
 
 def one_line_errors(fn):
-    """Known user errors end the command with one line on stderr and exit status 2;
-    SIGINT/SIGTERM with 130/143."""
+    """Known user errors end the command with one line on stderr and exit status 2; failed
+    cells with 2 (bad input) or 1 (our code failed); SIGINT/SIGTERM with 130/143."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from .data import DataError
@@ -42,8 +42,10 @@ def one_line_errors(fn):
         except Interrupted as e:
             typer.echo(str(e), err=True)
             _exit(e.exit_code)
-        except (ConfigError, DataError, TableError, FileNotFoundError, CellsFailed,
-                ValueError) as e:
+        except CellsFailed as e:
+            typer.echo(str(e) if e.internal else f"error: {e}", err=True)
+            _exit(e.exit_code)
+        except (ConfigError, DataError, TableError, FileNotFoundError, ValueError) as e:
             typer.echo(f"error: {e}", err=True)
             _exit(2)
     return wrapper

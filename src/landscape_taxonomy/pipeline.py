@@ -31,7 +31,32 @@ CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test
 
 
 class CellsFailed(RuntimeError):
-    """Some cells raised; the finished ones are in the store and the next run reuses them."""
+    """Some cells raised; the finished ones are in the store and the next run reuses them.
+
+    str() is one line: the first failure (a bug of ours before bad input) and where the
+    logs are. `internal` tells "our code failed" (exit 1) from "your input is wrong" (2).
+    """
+
+    def __init__(self, label: str, failed: list[dict], total: int, logs: list[Path]):
+        self.label, self.failed, self.total, self.logs = label, failed, total, logs
+        self.internal = any(not o.get("user") for o in failed)
+        first = next(i for i, o in enumerate(failed) if o.get("user") != self.internal)
+        o, log = failed[first], logs[first]
+        text = (o.get("message") or o["error"]).strip().splitlines()
+        text = text[0] if text else ""
+        cell = o["task"]["cell_id"]
+        more = (f" ({len(failed) - 1} more of {total} cells failed; logs in {log.parent})"
+                if len(failed) > 1 else "")
+        if self.internal:
+            line = (f"internal error in cell {cell}: {o.get('type', 'Error')}: {text}; "
+                    f"traceback in {log}{more}")
+        else:
+            line = f"{label}: cell {cell}: {text}{more or f' (log: {log})'}"
+        super().__init__(line)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.internal else 2
 
 
 # -- prepare -----------------------------------------------------------------------------
@@ -117,8 +142,17 @@ def _run(fn, tasks, p: Params, label: str, total: int, stage: str):
         raise
     failed = [o for o in outs if not o["ok"]]
     if failed:
-        lines = "; ".join(f"{o['task']['cell_id']}: {o['error']}" for o in failed)
-        raise CellsFailed(f"{label}: {len(failed)} of {total} cells failed ({lines})")
+        logs = [_failure_log(store, stage, o) for o in failed]
+        raise CellsFailed(label, failed, total, logs)
+
+
+def _failure_log(store: CellStore, stage: str, out: dict) -> Path:
+    """The failed cell's log in the store: what failed and the whole traceback."""
+    task = out["task"]
+    path = store.log_path(stage, task["cell_id"])
+    path.write_text(f"{task['cell_id']} key={task['key']} FAILED: {out['error']}\n"
+                    f"{out.get('trace') or ''}")
+    return path
 
 
 def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:

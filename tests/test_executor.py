@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import signal
+import socket
+import time
+
+import pytest
 
 from landscape_taxonomy import executor
 from landscape_taxonomy.progress import Progress
@@ -36,6 +43,81 @@ def test_a_failing_task_is_reported_and_the_others_finish():
     outs = executor.run_tasks(_work, tasks, workers=1, device="cpu")
     assert [o["ok"] for o in outs] == [True, True, False, True]
     assert outs[3]["result"] == 30 and "boom" in outs[2]["error"]
+
+
+def _die_on_two(task):
+    if task["n"] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    return task["n"] * 10
+
+
+def test_a_worker_that_dies_fails_only_its_cell_and_is_replaced():
+    tasks = [{"n": i, "cell_id": f"c{i}"} for i in range(5)]
+    outs = executor.run_tasks(_die_on_two, tasks, workers=2, device="cpu")
+    assert [o["ok"] for o in outs] == [True, True, False, True, True]
+    assert [o["result"] for o in outs if o["ok"]] == [0, 10, 30, 40]
+    assert "worker died (killed by SIGKILL" in outs[2]["error"] and not outs[2]["user"]
+
+
+def test_a_failed_task_keeps_its_traceback_and_tells_bad_input_from_a_bug():
+    from landscape_taxonomy.config import ConfigError
+
+    def bad_input(task):
+        raise ConfigError("grid.seeds: must be an integer >= 1, got 0")
+
+    out = executor.run_tasks(_work, [{"n": 2}], workers=1, device="cpu")[0]
+    assert out["type"] == "RuntimeError" and out["message"] == "boom" and not out["user"]
+    assert "Traceback (most recent call last)" in out["trace"] and "_work" in out["trace"]
+    out = executor.run_tasks(bad_input, [{"n": 1}], workers=1, device="cpu")[0]
+    assert out["user"] and out["type"] == "ConfigError"
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"workers": 0}, "executor.workers"),
+    ({"workers": -3}, "executor.workers"),
+    ({"workers": 2.5}, "executor.workers"),
+    ({"workers_per_gpu": 0}, "executor.workers_per_gpu"),
+    ({"kind": "slurm"}, "executor.kind"),
+    ({"num_cpus": -1}, "executor.num_cpus"),
+    ({"connect_timeout": 0}, "executor.connect_timeout"),
+    ({"device": "cuda"}, "train.device"),
+    ({"kind": "ray", "address": "no-port-here"}, "executor.address"),
+    ({"kind": "ray", "num_gpus": 1}, "executor.num_gpus"),
+    ({"kind": "ray", "no_ray": True}, "executor.kind"),
+])
+def test_settings_that_cannot_work_are_refused_before_any_task(monkeypatch, settings, key):
+    settings = dict(settings)
+    no_ray = settings.pop("no_ray", False)
+    monkeypatch.setattr(executor, "_gpu_count", lambda: 0)  # a machine without CUDA
+    monkeypatch.setattr(executor, "_has_ray", lambda: not no_ray)
+    ran = []
+    with pytest.raises(executor.ExecutorError, match=f"^{re.escape(key)}: ") as e:
+        executor.run_tasks(ran.append, [{"n": 1}], **{"device": "cpu", **settings})
+    assert not ran and "\n" not in str(e.value)
+
+
+def test_more_workers_than_cores_is_allowed(monkeypatch):
+    monkeypatch.setattr(executor, "_cpu_count", lambda: 2)
+    executor.check_settings(workers=16, device="cpu")
+    assert len(executor.plan_workers(16, 1, "cpu")) == 16
+
+
+def _unused_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_ray_address_that_does_not_answer_fails_in_seconds_naming_it():
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{_unused_loopback_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(executor.ExecutorError) as e:
+        executor.run_tasks(_work, [{"n": 1}], kind="ray", address=address, connect_timeout=1.5,
+                           device="cpu")
+    assert time.monotonic() - t0 < 10
+    assert str(e.value).startswith(f"executor.address: nothing answers at {address} within "
+                                   "1.5s")
 
 
 def test_progress_prints_plain_lines_off_a_terminal():

@@ -14,6 +14,7 @@ has the contract's columns.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -28,16 +29,25 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read
 
 
 def one_line_errors(fn):
-    """Known user errors end the command with one line on stderr and exit status 2."""
+    """Known user errors end the command with one line on stderr and exit status 2; failed
+    cells with 2 (bad input) or 1 (our code failed); SIGINT/SIGTERM with 130/143."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as e:
+        except BaseException as e:  # executor.Interrupted is a BaseException
+            executor = sys.modules.get(f"{__package__}.executor")
+            if executor is not None and isinstance(e, executor.Interrupted):
+                typer.echo(str(e), err=True)
+                _exit(e.exit_code)
+            pipeline = sys.modules.get(f"{__package__}.pipeline")
+            if pipeline is not None and isinstance(e, pipeline.CellsFailed):
+                typer.echo(str(e) if e.internal else f"error: {e}", err=True)
+                _exit(e.exit_code)
             if not isinstance(e, _user_errors()):
                 raise
             typer.echo(f"error: {e}", err=True)
-            sys.exit(2)
+            _exit(2)
     return wrapper
 
 
@@ -45,12 +55,20 @@ def _user_errors() -> tuple:
     """The user-error classes, of the modules loaded so far (one not loaded raised none; not
     importing them keeps a bad params file from loading torch just to report it)."""
     found = [ConfigError, FileNotFoundError, ValueError]
-    for module, name in (("data", "DataError"), ("pipeline", "CellsFailed"),
-                         ("tables", "TableError")):
+    for module, name in (("data", "DataError"), ("tables", "TableError")):
         loaded = sys.modules.get(f"{__package__}.{module}")
         if loaded is not None:
             found.append(getattr(loaded, name))
     return tuple(found)
+
+
+def _exit(code: int):
+    executor = sys.modules.get(f"{__package__}.executor")
+    if executor is not None and executor.connect_abandoned():
+        sys.stdout.flush()  # a Ray connection still retrying: do not wait for it
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @app.command("prepare")

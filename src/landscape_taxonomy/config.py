@@ -231,6 +231,7 @@ class ExecutorConfig(_Section):
     address: str | None = _f(None, "a Ray cluster address or null")
     num_cpus: float = _f(1.0, "a number >= 0", ge=0)
     num_gpus: float = _f(0.0, "a number >= 0", ge=0)
+    connect_timeout: float = _f(30.0, "seconds > 0", gt=0)
 
 
 class StoreConfig(_Section):

@@ -28,7 +28,32 @@ from .train import Recipe, resolve_device, train_cell
 
 
 class CellsFailed(RuntimeError):
-    """Some cells raised; the finished ones are in the store and the next run reuses them."""
+    """Some cells raised; the finished ones are in the store and the next run reuses them.
+
+    str() is one line: the first failure (a bug of ours before bad input) and where the
+    logs are. `internal` tells "our code failed" (exit 1) from "your input is wrong" (2).
+    """
+
+    def __init__(self, label: str, failed: list[dict], total: int, logs: list[Path]):
+        self.label, self.failed, self.total, self.logs = label, failed, total, logs
+        self.internal = any(not o.get("user") for o in failed)
+        first = next(i for i, o in enumerate(failed) if o.get("user") != self.internal)
+        o, log = failed[first], logs[first]
+        text = (o.get("message") or o["error"]).strip().splitlines()
+        text = text[0] if text else ""
+        cell = o["task"]["cell_id"]
+        more = (f" ({len(failed) - 1} more of {total} cells failed; logs in {log.parent})"
+                if len(failed) > 1 else "")
+        if self.internal:
+            line = (f"internal error in cell {cell}: {o.get('type', 'Error')}: {text}; "
+                    f"traceback in {log}{more}")
+        else:
+            line = f"{label}: cell {cell}: {text}{more or f' (log: {log})'}"
+        super().__init__(line)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.internal else 2
 
 
 # -- prepare -----------------------------------------------------------------------------
@@ -95,19 +120,37 @@ def train_task(task: dict) -> dict:
     return info
 
 
-def _run(fn, tasks, p: Params, label: str, total: int):
+def executor_settings(p: Params) -> dict:
     e = p.executor
-    outs = executor.run_tasks(fn, tasks, kind=e.kind, workers=e.workers,
-                              workers_per_gpu=e.workers_per_gpu, device=p.train.device,
-                              address=e.address, num_cpus=e.num_cpus, num_gpus=e.num_gpus,
-                              label=label, total=total)
+    return dict(kind=e.kind, workers=e.workers, workers_per_gpu=e.workers_per_gpu,
+                device=p.train.device, address=e.address, num_cpus=e.num_cpus,
+                num_gpus=e.num_gpus, connect_timeout=e.connect_timeout)
+
+
+def _run(fn, tasks, p: Params, label: str, total: int, stage: str):
+    store = CellStore(p.store.path)
+    try:
+        outs = executor.run_tasks(fn, tasks, **executor_settings(p), label=label, total=total)
+    except executor.Interrupted as e:
+        e.store = str(store.root)
+        raise
     failed = [o for o in outs if not o["ok"]]
     if failed:
-        lines = "; ".join(f"{o['task']['cell_id']}: {o['error']}" for o in failed)
-        raise CellsFailed(f"{label}: {len(failed)} of {total} cells failed ({lines})")
+        logs = [_failure_log(store, stage, o) for o in failed]
+        raise CellsFailed(label, failed, total, logs)
+
+
+def _failure_log(store: CellStore, stage: str, out: dict) -> Path:
+    """The failed cell's log in the store: what failed and the whole traceback."""
+    task = out["task"]
+    path = store.log_path(stage, task["cell_id"])
+    path.write_text(f"{task['cell_id']} key={task['key']} FAILED: {out['error']}\n"
+                    f"{out.get('trace') or ''}")
+    return path
 
 
 def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
+    executor.check_settings(**executor_settings(p))  # before any work
     prep = _prepared(str(prepared_dir))
     store = CellStore(p.store.path)
     entries, tasks = [], []
@@ -119,7 +162,7 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
                           "recipe": asdict(recipe_of(p, cell)), "prepared": str(prepared_dir),
                           "store": str(store.root), "device": p.train.device,
                           "vectorize": p.train.vectorize})
-    _run(train_task, tasks, p, "train-grid", len(entries))
+    _run(train_task, tasks, p, "train-grid", len(entries), "train")
     with atomic_dir(out_dir) as tmp:
         for e in entries:
             copy_tree(store.path("train", e["key"]), tmp / e["cell_id"])
@@ -167,6 +210,7 @@ def metrics_key(p: Params, entry: dict) -> str:
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
                     curves_csv: Path, cells_dir: Path) -> pd.DataFrame:
+    executor.check_settings(**executor_settings(p))  # before any work
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
     store = CellStore(p.store.path)
     m = as_dict(p.metrics)
@@ -181,7 +225,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
                           "device": p.train.device, "vectorize": p.train.vectorize,
                           "seed": p.seed, "hessian": m["hessian"],
                           "curve": m["curve"], "cka": m["cka"]})
-    _run(metrics_task, tasks, p, "compute-metrics", len(index))
+    _run(metrics_task, tasks, p, "compute-metrics", len(index), "metrics")
 
     rows, curve_rows = [], []
     with atomic_dir(cells_dir) as tmp:

@@ -62,7 +62,7 @@ def test_params_yaml_lists_exactly_the_schema_defaults():
 def test_repository_params_parse_to_the_defaults():
     p = load_params(ROOT / "params.yaml")
     assert p == Params()
-    assert p.grid.load.values == (1, 2, 4, 8, 16) and p.phase.train_loss_threshold == 0.1
+    assert p.phase.train_loss_threshold == "auto"  # boundaries read off the data by default
     paper = load_params(ROOT / "params.paper.yaml")
     assert paper.model.arch == "resnet18" and paper.train.max_epochs == 150
 

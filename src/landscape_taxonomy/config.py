@@ -217,11 +217,11 @@ class PhaseConfig(_Section):
     """Phase boundaries: a number, or `auto` to read it off the data (thresholds.py)."""
 
     train_loss_threshold: Literal["auto"] | Annotated[float, Field(gt=0)] = _f(
-        0.1, "'auto' or a number > 0")
+        "auto", "'auto' or a number > 0")
     mc_threshold: Literal["auto"] | Annotated[float, Field(ge=0)] = _f(
-        1.0, "'auto' or a number >= 0")
+        "auto", "'auto' or a number >= 0")
     cka_threshold: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = _f(
-        0.8, "'auto' or a number in [0, 1]")
+        "auto", "'auto' or a number in [0, 1]")
 
 
 class ExecutorConfig(_Section):

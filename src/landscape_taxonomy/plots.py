@@ -83,7 +83,7 @@ def phase_map(phases: pd.DataFrame) -> alt.Chart:
     color = alt.Color("phase:N", scale=alt.Scale(domain=present,
                                                  range=[PHASE_COLORS[p] for p in present]),
                       sort=present)
-    tips = [c for c in ("load", "temperature", "phase", "test_acc", "margin_std")
+    tips = [c for c in ("load", "temperature", "phase", "test_acc", "phase_margin", "boundary")
             if c in phases.columns]
     return _grid_chart(phases, color, "Phase diagram", tips)
 

@@ -175,6 +175,8 @@ class ExecutorConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = ".cells"
+    on_corrupt: str = field(default="recompute", metadata=check(
+        lambda v: v in ("recompute", "error"), "recompute or error"))
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ import torch
 from . import data as data_mod
 from . import executor, grid, phases, plots, tables, thresholds
 from .config import Params, as_dict
+from .data import DataError
 from .io import atomic_dir, write_csv, write_json
-from .store import CellStore, copy_tree
+from .store import CellStore, verify
 from .train import Recipe, resolve_device, train_cell
 
 CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -72,9 +73,18 @@ def _prepared(folder: str) -> data_mod.Prepared:
 
 def train_task(task: dict) -> dict:
     """Worker: train every seed of one cell into the store (no-op if already there)."""
-    store, key = CellStore(task["store"]), task["key"]
-    if store.has("train", key):
-        return json.loads((store.path("train", key) / "info.json").read_text())
+    store = CellStore(task["store"], task.get("on_corrupt", "recompute"))
+    key, cell_id = task["key"], task["cell_id"]
+    # The cell's lock: a run sharing the store that got here first trains it, this one
+    # waits and reuses it.
+    with store.claim("train", key, cell_id) as done:
+        if done:
+            return json.loads((store.path("train", key) / "info.json").read_text())
+        return _train_locked(task, store)
+
+
+def _train_locked(task: dict, store: CellStore) -> dict:
+    key = task["key"]
     cell, prep = task["cell"], _prepared(task["prepared"])
     x, y = prep.train_set(cell["noise"], cell["subset"])
     device = resolve_device(task["device"])
@@ -114,21 +124,21 @@ def _run(fn, tasks, p: Params, label: str, total: int):
 
 
 def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
+    store = CellStore(p.store.path, p.store.on_corrupt)
     prep = _prepared(str(prepared_dir))
-    store = CellStore(p.store.path)
     entries, tasks = [], []
     for cell in grid.cells(p):
         key = train_key(p, cell, prep)
         entries.append({"cell_id": cell.cell_id, "key": key, **asdict(cell)})
-        if not store.has("train", key):
+        if not store.has("train", key, cell.cell_id):  # verifies its checksums
             tasks.append({"key": key, "cell_id": cell.cell_id, "cell": cell.train_config(),
                           "recipe": asdict(recipe_of(p, cell)), "prepared": str(prepared_dir),
-                          "store": str(store.root), "device": p.train.device,
-                          "vectorize": p.train.vectorize})
+                          "store": str(store.root), "on_corrupt": p.store.on_corrupt,
+                          "device": p.train.device, "vectorize": p.train.vectorize})
     _run(train_task, tasks, p, "train-grid", len(entries))
     with atomic_dir(out_dir) as tmp:
-        for e in entries:
-            copy_tree(store.path("train", e["key"]), tmp / e["cell_id"])
+        for e in entries:  # checksums.json travels along: compute-metrics checks it
+            store.copy_out("train", e["key"], tmp / e["cell_id"], e["cell_id"])
         write_json(tmp / "index.json", {"cells": entries})
     return entries
 
@@ -137,11 +147,17 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
 
 def metrics_task(task: dict) -> dict:
     """Worker: every metric of one cell into the store (no-op if already there)."""
+    store = CellStore(task["store"], task.get("on_corrupt", "recompute"))
+    with store.claim("metrics", task["key"], task["cell_id"]) as done:
+        if done:
+            return json.loads((store.path("metrics", task["key"]) / "result.json").read_text())
+        return _metrics_locked(task, store)
+
+
+def _metrics_locked(task: dict, store: CellStore) -> dict:
     from .metrics.cell import cell_metrics
 
-    store, key = CellStore(task["store"]), task["key"]
-    if store.has("metrics", key):
-        return json.loads((store.path("metrics", key) / "result.json").read_text())
+    key = task["key"]
     folder, prep = Path(task["models"]), _prepared(task["prepared"])
     info = json.loads((folder / "info.json").read_text())
     cell = info["cell"]
@@ -165,6 +181,14 @@ def metrics_task(task: dict) -> dict:
     return res
 
 
+def check_models(folder: Path) -> None:
+    """A train-grid cell folder must match the checksums train-grid wrote into it."""
+    problem = verify(folder) if folder.is_dir() else "the folder is missing"
+    if problem is not None:
+        raise DataError(f"{folder}: {problem}; it no longer holds what train-grid wrote: "
+                        "rerun train-grid (dvc repro -f train-grid)")
+
+
 def metrics_key(p: Params, entry: dict) -> str:
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
@@ -173,17 +197,19 @@ def metrics_key(p: Params, entry: dict) -> str:
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
                     curves_csv: Path, cells_dir: Path) -> pd.DataFrame:
+    store = CellStore(p.store.path, p.store.on_corrupt)
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
-    store = CellStore(p.store.path)
     m = as_dict(p.metrics)
     keys, tasks = [], []
     for e in index:
         key = metrics_key(p, e)
         keys.append(key)
-        if not store.has("metrics", key):
+        if not store.has("metrics", key, e["cell_id"]):  # verifies its checksums
+            check_models(Path(models_dir) / e["cell_id"])
             tasks.append({"key": key, "cell_id": e["cell_id"],
                           "models": str(Path(models_dir) / e["cell_id"]),
                           "prepared": str(prepared_dir), "store": str(store.root),
+                          "on_corrupt": p.store.on_corrupt,
                           "device": p.train.device, "vectorize": p.train.vectorize,
                           "seed": p.seed, "hessian": m["hessian"],
                           "curve": m["curve"], "cka": m["cka"]})
@@ -192,7 +218,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
     rows, curve_rows = [], []
     with atomic_dir(cells_dir) as tmp:
         for e, key in zip(index, keys):
-            res = json.loads((store.path("metrics", key) / "result.json").read_text())
+            res = json.loads(store.read_text("metrics", key, "result.json", e["cell_id"]))
             (tmp / f"{e['cell_id']}.json").write_text(json.dumps(res, indent=1))
             axes = {"cell": e["cell_id"], "load_param": e["load_param"], "load": e["load"],
                     "temperature_param": e["temperature_param"],

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT, TINY_OVERRIDES, merge
 from landscape_taxonomy import cli, grid, pipeline
-from landscape_taxonomy.config import parse_params
+from landscape_taxonomy.config import ConfigError, parse_params
 from landscape_taxonomy.io import atomic_dir, atomic_write_text
 from landscape_taxonomy.store import MANIFEST, CellStore, CorruptCell
 from landscape_taxonomy.train import TrainResult
@@ -267,3 +267,39 @@ def test_folders_and_files_follow_the_umask(tmp_path):
     assert mode(store.path("train", "k4") / MANIFEST) == 0o664
     assert mode(store.root / "train" / ".k4.lock") == 0o664
     assert mode(tmp_path / "models") == 0o775 and mode(tmp_path / "table.csv") == 0o664
+
+
+# -- store.path --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,what", [
+    ("models", "is the stage output"), ("models/cells", "is inside the stage output"),
+    ("data", "contains the stage output"), ("reports/cells", "the stage output"),
+    (".", "is the repository root"), ("file/sub", "cannot be created or written"),
+])
+def test_store_path_is_checked_before_any_work(tmp_path, tiny_params, monkeypatch, path, what):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "keep").write_text("a finished cell")
+    tiny_params["store"]["path"] = path
+    p = parse_params(tiny_params)
+    for run in (lambda: pipeline.train(p, Path("data/prepared"), Path("models")),
+                lambda: pipeline.compute_metrics(p, Path("data/prepared"), Path("models"),
+                                                 Path("reports/metrics.csv"),
+                                                 Path("reports/curves.csv"),
+                                                 Path("reports/cells"))):
+        with pytest.raises(ConfigError) as e:
+            run()
+        msg = str(e.value)
+        assert msg.startswith(f"store.path: {path!r} ") and what in msg and "\n" not in msg
+        assert "allowed:" in msg
+    assert (tmp_path / "models" / "keep").read_text() == "a finished cell"
+
+
+def test_a_store_outside_the_outputs_is_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    CellStore(".cells").check([Path("data/prepared"), Path("models")])
+    CellStore(tmp_path / "elsewhere" / "store").check([Path("models")])
+    assert (tmp_path / ".cells").is_dir() and (tmp_path / "elsewhere" / "store").is_dir()

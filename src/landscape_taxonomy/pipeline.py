@@ -125,6 +125,7 @@ def _run(fn, tasks, p: Params, label: str, total: int):
 
 def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
     store = CellStore(p.store.path, p.store.on_corrupt)
+    store.check([prepared_dir, out_dir])
     prep = _prepared(str(prepared_dir))
     entries, tasks = [], []
     for cell in grid.cells(p):
@@ -198,6 +199,7 @@ def metrics_key(p: Params, entry: dict) -> str:
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
                     curves_csv: Path, cells_dir: Path) -> pd.DataFrame:
     store = CellStore(p.store.path, p.store.on_corrupt)
+    store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv])
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
     m = as_dict(p.metrics)
     keys, tasks = [], []

@@ -13,6 +13,8 @@ with a warning, or, with `store.on_corrupt: error`, stops the run naming the fol
 the cell. A lock per cell lets several runs share one store: a cell is trained once, and
 nobody reads a folder while it is replaced. The root is a param (`store.path`): point
 several machines at one network folder and they share every finished cell.
+`check` vets the root before any work: creatable, writable, and apart from the stage
+outputs (which every run replaces) and the repository root.
 """
 
 from __future__ import annotations
@@ -89,6 +91,34 @@ class CellStore:
         self.root = Path(os.path.expanduser(str(root)))
         self.on_corrupt = on_corrupt
         self._verified: set[tuple[str, str]] = set()  # hashed once per reuse
+
+    def check(self, outputs=()) -> None:
+        """Before any work: the root must be creatable and writable, and apart from the
+        stage outputs (each run replaces them) and the repository root. ConfigError else."""
+        root = self.root.resolve()
+        allowed = ("allowed: a writable folder outside models, data/prepared and reports "
+                   "and other than the repository root (default .cells)")
+        repo = repository_root()
+        banned = [Path(o).resolve() for o in outputs]
+        if repo is not None:
+            banned += [repo / "models", repo / "data" / "prepared", repo / "reports"]
+            if root == repo:
+                raise ConfigError(f"store.path: {str(self.root)!r} is the repository root; "
+                                  f"{allowed}")
+        for out in banned:
+            if root == out or root.is_relative_to(out) or out.is_relative_to(root):
+                how = ("is" if root == out else "is inside" if root.is_relative_to(out)
+                       else "contains")
+                raise ConfigError(f"store.path: {str(self.root)!r} {how} the stage output "
+                                  f"{out}, which every run replaces; {allowed}")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise ConfigError(f"store.path: {str(self.root)!r} cannot be created or written "
+                              f"({e.strerror or e}); {allowed}") from None
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
@@ -197,6 +227,15 @@ class CellStore:
         p = self.root / "logs" / stage / f"{cell_id}.log"
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+
+def repository_root(start: Path | None = None) -> Path | None:
+    """The DVC repository the run is in (the nearest folder up with a dvc.yaml or .dvc)."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "dvc.yaml").is_file() or (d / ".dvc").is_dir():
+            return d
+    return None
 
 
 def copy_tree(src: Path, dst: Path) -> None:

@@ -11,22 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from conftest import ROOT, TINY_OVERRIDES, merge
 from landscape_taxonomy import cli, grid, pipeline
 from landscape_taxonomy.config import ConfigError, parse_params
 from landscape_taxonomy.io import atomic_dir, atomic_write_text
 from landscape_taxonomy.store import MANIFEST, CellStore, CorruptCell
 from landscape_taxonomy.train import TrainResult
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_OVERRIDES)
-    out = tmp_path_factory.mktemp("prep") / "prepared"
-    pipeline.prepare(parse_params(raw), out)
-    return out
 
 
 @pytest.fixture

@@ -108,6 +108,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def number_text(v) -> str:
+    """Text that reads back as exactly `v`, for names and keys: an int as itself, a float
+    as `:g` where that is exact (0.05, 1e-05, 16: today's names), else its shortest
+    round-trip form (0.1000001, 1234567.0), so distinct values never share a name."""
+    if isinstance(v, int):
+        return str(v)
+    short = f"{v:g}"
+    return short if float(short) == v else repr(float(v))
+
+
 def write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n")
 

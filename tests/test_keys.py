@@ -3,6 +3,8 @@ outputs that are byte-identical run after run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from landscape_taxonomy import grid, pipeline
@@ -59,3 +61,50 @@ def test_close_grid_values_are_two_cells_in_the_output(tiny_params, tmp_path, mo
     entries = pipeline.train(p, prepared, tmp_path / "models")
     folders = sorted(d.name for d in (tmp_path / "models").iterdir() if d.is_dir())
     assert folders == sorted(e["cell_id"] for e in entries) and len(folders) == 2
+
+
+# -- byte-identical outputs --------------------------------------------------------------
+
+def tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def outputs(p, prepared, out: Path) -> dict:
+    pipeline.train(p, prepared, out / "models")
+    pipeline.compute_metrics(p, prepared, out / "models", out / "metrics.csv",
+                             out / "curves.csv", out / "cells")
+    return {"models": tree(out / "models"), "cells": tree(out / "cells"),
+            "metrics.csv": (out / "metrics.csv").read_bytes()}
+
+
+def test_outputs_dvc_hashes_are_byte_identical_run_after_run(tiny_params, tmp_path, prepared):
+    """The same params twice, each with a fresh store, and once more on a store whose cell
+    another grid (other names, other axes) computed first: the same bytes every time."""
+    small = {"train": {**tiny_params["train"], "max_epochs": 2},
+             "metrics": {"hessian": {**tiny_params["metrics"]["hessian"], "samples": 32,
+                                     "max_iter": 5},
+                         "curve": {**tiny_params["metrics"]["curve"], "epochs": 1,
+                                   "endpoint_tol": 100.0},
+                         "cka": {**tiny_params["metrics"]["cka"], "samples": 32}}}
+    tiny_params.update(small)
+    by_width = ({"param": "width", "values": [2]}, {"param": "batch_size", "values": [64]})
+    first = outputs(params(dict(tiny_params), tmp_path / "a", *by_width), prepared,
+                    tmp_path / "a")
+    # another grid reaching the same cell: subset 0.25 at width 2 (the tiny default width)
+    other = params(dict(tiny_params), tmp_path / "b", {"param": "subset", "values": [0.25]},
+                   {"param": "batch_size", "values": [64]})
+    outputs(other, prepared, tmp_path / "b_other")
+    again = outputs(params(dict(tiny_params), tmp_path / "b", *by_width), prepared,
+                    tmp_path / "b")
+    for name in first:
+        assert again[name] == first[name], name
+    assert set(first["models"]) == {"index.json", "width=2__batch_size=64/checksums.json",
+                                    "width=2__batch_size=64/info.json",
+                                    "width=2__batch_size=64/log.csv",
+                                    "width=2__batch_size=64/seed_0.pt",
+                                    "width=2__batch_size=64/seed_1.pt"}
+    assert b"seconds" not in first["models"]["width=2__batch_size=64/info.json"]
+    assert b"seconds" not in first["cells"]["width=2__batch_size=64.json"]
+    logs = tmp_path / "a" / "store" / "logs"
+    assert "s epochs=" in (logs / "train" / "width=2__batch_size=64.log").read_text()

@@ -93,11 +93,14 @@ def _train_locked(task: dict, store: CellStore) -> dict:
                          input_shape=prep.manifest["input_shape"], n_classes=prep.n_classes,
                          x=x, y=y, recipe=Recipe(**task["recipe"]), seeds=list(cell["seeds"]),
                          device=device, vectorize=task["vectorize"])
-    info = {"key": key, "cell_id": task["cell_id"], "cell": cell, "recipe": task["recipe"],
-            "n_train": len(y), "device": str(device), "seconds": time.monotonic() - t0,
+    # No names, no timings: the store is content-addressed, and what a cell holds must not
+    # depend on which grid first computed it (the cell_id is in models/index.json).
+    info = {"key": key, "cell": cell, "recipe": task["recipe"],
+            "n_train": len(y), "device": str(device),
             "diverged": [r.diverged for r in results], "epochs": [r.epochs for r in results],
             "best_epoch": [r.best_epoch for r in results],
             "stopped_early": [r.stopped_early for r in results]}
+    seconds = time.monotonic() - t0  # the store's log only: DVC outputs stay byte-identical
     with store.writer("train", key) as tmp:
         for i, r in enumerate(results):
             torch.save(r.state, tmp / f"seed_{i}.pt")
@@ -106,7 +109,7 @@ def _train_locked(task: dict, store: CellStore) -> dict:
         log.to_csv(tmp / "log.csv", index=False)
         (tmp / "info.json").write_text(json.dumps(info, indent=1))
     store.log_path("train", task["cell_id"]).write_text(
-        f"{task['cell_id']} key={key} device={device} {info['seconds']:.1f}s "
+        f"{task['cell_id']} key={key} device={device} {seconds:.1f}s "
         f"epochs={info['epochs']} diverged={info['diverged']}\n")
     return info
 
@@ -173,12 +176,13 @@ def _metrics_locked(task: dict, store: CellStore) -> dict:
                        x_test=prep.x_test, y_test=prep.y_test, hessian_cfg=task["hessian"],
                        curve_cfg=task["curve"], cka_cfg=task["cka"], seed=task["seed"],
                        device=device, vectorize=task["vectorize"])
-    res.update(key=key, cell_id=task["cell_id"], train_key=info["key"], seeds=cell["seeds"],
-               n_train=len(y), seconds=time.monotonic() - t0)
+    res.update(key=key, train_key=info["key"], seeds=cell["seeds"],
+               n_train=len(y))
+    seconds = time.monotonic() - t0  # the store's log only: DVC outputs stay byte-identical
     with store.writer("metrics", key) as tmp:
         (tmp / "result.json").write_text(json.dumps(res, indent=1, default=float))
     store.log_path("metrics", task["cell_id"]).write_text(
-        f"{task['cell_id']} key={key} {res['seconds']:.1f}s\n")
+        f"{task['cell_id']} key={key} {seconds:.1f}s\n")
     return res
 
 
@@ -221,6 +225,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
     with atomic_dir(cells_dir) as tmp:
         for e, key in zip(index, keys):
             res = json.loads(store.read_text("metrics", key, "result.json", e["cell_id"]))
+            res["cell_id"] = e["cell_id"]  # this grid's name for it
             (tmp / f"{e['cell_id']}.json").write_text(json.dumps(res, indent=1))
             axes = {"cell": e["cell_id"], "load_param": e["load_param"], "load": e["load"],
                     "temperature_param": e["temperature_param"],

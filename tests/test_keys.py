@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from landscape_taxonomy import grid, pipeline
+from landscape_taxonomy import executor, grid, pipeline
 from landscape_taxonomy.config import parse_params
 from landscape_taxonomy.data import noise_key
 from landscape_taxonomy.train import TrainResult
@@ -108,3 +108,38 @@ def test_outputs_dvc_hashes_are_byte_identical_run_after_run(tiny_params, tmp_pa
     assert b"seconds" not in first["cells"]["width=2__batch_size=64.json"]
     logs = tmp_path / "a" / "store" / "logs"
     assert "s epochs=" in (logs / "train" / "width=2__batch_size=64.log").read_text()
+
+
+# -- the torch thread count --------------------------------------------------------------
+
+def test_the_thread_count_is_in_the_key_and_pinned_wherever_the_cell_runs(
+        tiny_params, tmp_path, prepared, monkeypatch):
+    monkeypatch.setattr(executor, "_cpu_count", lambda: 4)
+    one_cell = ({"param": "width", "values": [2]}, {"param": "batch_size", "values": [64]})
+    tiny_params["executor"]["workers"] = 1  # 4 threads
+    p1 = params(tiny_params, tmp_path / "a", *one_cell)
+    tiny_params["executor"]["workers"] = 2  # 2 threads each
+    p2 = params(tiny_params, tmp_path / "a", *one_cell)
+    (cell,) = grid.cells(p1)
+    prep = pipeline._prepared(str(prepared))
+    assert pipeline.train_key(p1, cell, prep) != pipeline.train_key(p2, cell, prep)
+    entry = {"key": pipeline.train_key(p1, cell, prep)}
+    assert pipeline.metrics_key(p1, entry) != pipeline.metrics_key(p2, entry)
+
+    # One cell runs in this process: it computes with its planned count (1 on a 1-core
+    # plan), not with whatever this process was set to, so the models are the same.
+    monkeypatch.setattr(executor, "_cpu_count", lambda: 1)
+    tiny_params["executor"]["workers"] = 1
+    old = torch.get_num_threads()
+    models = {}
+    try:
+        for ambient in (2, 1):
+            torch.set_num_threads(ambient)
+            p = params(tiny_params, tmp_path / f"t{ambient}", *one_cell)
+            pipeline.train(p, prepared, tmp_path / f"t{ambient}" / "models")
+            models[ambient] = tree(tmp_path / f"t{ambient}" / "models")
+            assert torch.get_num_threads() == ambient  # handed back as it was
+    finally:
+        torch.set_num_threads(old)
+    assert models[2] == models[1]
+    assert b'"torch_threads": 1' in models[1]["width=2__batch_size=64/info.json"]

@@ -10,6 +10,7 @@ from the store in one atomic step. The `*_task` functions are what a worker runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -53,11 +54,29 @@ def recipe_of(p: Params, cell: grid.Cell) -> Recipe:
                   lr_decay_at=t.lr_decay_at, lr_decay_factor=t.lr_decay_factor)
 
 
+def cell_threads(p: Params) -> int:
+    """The torch thread count every cell computes with: what a worker of this executor
+    gets (executor.plan_workers; Ray: num_cpus), pinned for the task wherever it runs."""
+    e = p.executor
+    if e.kind == "ray":
+        return max(1, int(e.num_cpus))
+    envs = executor.plan_workers(e.workers, e.workers_per_gpu, p.train.device)
+    return int(envs[0]["LT_TORCH_THREADS"])
+
+
+def threads_key(p: Params):
+    """float32 results on CPU depend on the thread count (how reductions split): a cell
+    trained with 1 thread is not the cell trained with 2, so the count is in the key. On a
+    GPU the math does not run on CPU threads, and the key leaves it out."""
+    return cell_threads(p) if resolve_device(p.train.device).type == "cpu" else None
+
+
 def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:
     device = resolve_device(p.train.device).type
     return grid.digest("train", cell.train_config(), asdict(recipe_of(p, cell)),
                        prepared.checksum(cell.noise, cell.subset),
-                       grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize)
+                       grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize,
+                       threads_key(p))
 
 
 _PREPARED: dict[str, tuple[str, data_mod.Prepared]] = {}
@@ -80,7 +99,8 @@ def train_task(task: dict) -> dict:
     with store.claim("train", key, cell_id) as done:
         if done:
             return json.loads((store.path("train", key) / "info.json").read_text())
-        return _train_locked(task, store)
+        with pinned_threads(task.get("threads")):
+            return _train_locked(task, store)
 
 
 def _train_locked(task: dict, store: CellStore) -> dict:
@@ -96,7 +116,7 @@ def _train_locked(task: dict, store: CellStore) -> dict:
     # No names, no timings: the store is content-addressed, and what a cell holds must not
     # depend on which grid first computed it (the cell_id is in models/index.json).
     info = {"key": key, "cell": cell, "recipe": task["recipe"],
-            "n_train": len(y), "device": str(device),
+            "n_train": len(y), "device": str(device), "torch_threads": torch.get_num_threads(),
             "diverged": [r.diverged for r in results], "epochs": [r.epochs for r in results],
             "best_epoch": [r.best_epoch for r in results],
             "stopped_early": [r.stopped_early for r in results]}
@@ -138,7 +158,8 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
             tasks.append({"key": key, "cell_id": cell.cell_id, "cell": cell.train_config(),
                           "recipe": asdict(recipe_of(p, cell)), "prepared": str(prepared_dir),
                           "store": str(store.root), "on_corrupt": p.store.on_corrupt,
-                          "device": p.train.device, "vectorize": p.train.vectorize})
+                          "device": p.train.device, "vectorize": p.train.vectorize,
+                          "threads": cell_threads(p)})
     _run(train_task, tasks, p, "train-grid", len(entries))
     with atomic_dir(out_dir) as tmp:
         for e in entries:  # checksums.json travels along: compute-metrics checks it
@@ -155,7 +176,8 @@ def metrics_task(task: dict) -> dict:
     with store.claim("metrics", task["key"], task["cell_id"]) as done:
         if done:
             return json.loads((store.path("metrics", task["key"]) / "result.json").read_text())
-        return _metrics_locked(task, store)
+        with pinned_threads(task.get("threads")):
+            return _metrics_locked(task, store)
 
 
 def _metrics_locked(task: dict, store: CellStore) -> dict:
@@ -197,7 +219,20 @@ def check_models(folder: Path) -> None:
 def metrics_key(p: Params, entry: dict) -> str:
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
-                       resolve_device(p.train.device).type, p.train.vectorize)
+                       resolve_device(p.train.device).type, p.train.vectorize, threads_key(p))
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int | None):
+    """Compute with exactly n torch threads (the count the cell's key holds), in a pool
+    worker or in this process alike; None leaves the count as it is."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
@@ -215,7 +250,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
             tasks.append({"key": key, "cell_id": e["cell_id"],
                           "models": str(Path(models_dir) / e["cell_id"]),
                           "prepared": str(prepared_dir), "store": str(store.root),
-                          "on_corrupt": p.store.on_corrupt,
+                          "on_corrupt": p.store.on_corrupt, "threads": cell_threads(p),
                           "device": p.train.device, "vectorize": p.train.vectorize,
                           "seed": p.seed, "hessian": m["hessian"],
                           "curve": m["curve"], "cka": m["cka"]})

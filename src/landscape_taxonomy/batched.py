@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .models import build_model, fast_layout, has_batchnorm
 from .stacked import split_outputs, stack_inputs, stack_models, unstack_state
-from .train import Recipe, TrainResult, sgd
+from .train import Recipe, TrainResult, chance_loss, settle_divergence, sgd
 
 
 def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torch.Tensor,
@@ -86,8 +86,10 @@ def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torc
                 r.state = snapshot(s)
         if not any(active):
             break
+    chance = chance_loss(y)
     for s, r in enumerate(results):
         if not r.state:
             r.state = snapshot(s)
         r.state = {k: v.cpu() for k, v in r.state.items()}
+        settle_divergence(r, chance)
     return results

@@ -22,9 +22,9 @@ import torch
 
 from . import data as data_mod
 from . import executor, grid, phases, plots, tables, thresholds
-from .config import Params, as_dict
+from .config import ConfigError, Params, as_dict
 from .data import DataError
-from .io import atomic_dir, write_csv, write_json
+from .io import atomic_dir, number_text, write_csv, write_json
 from .store import CellStore, verify
 from .train import Recipe, resolve_device, train_cell
 
@@ -45,6 +45,23 @@ def prepare(p: Params, out_dir: Path) -> dict:
 
 
 # -- train -------------------------------------------------------------------------------
+
+def check_subsets(p: Params, prep: data_mod.Prepared) -> None:
+    """Before any training: every cell's subset must hold at least one sample per class (and
+    two, for BatchNorm); a smaller one could only ever "diverge"."""
+    n_all, k = len(prep.order), prep.n_classes
+    need = max(k, 2)
+    for subset in sorted({c.subset for c in grid.cells(p)}):
+        n = data_mod.subset_size(n_all, subset)
+        if n >= need:
+            continue
+        digits = 2 - math.floor(math.log10(need / n_all))  # 3 significant, rounded up
+        least = math.ceil(need / n_all * 10 ** digits) / 10 ** digits
+        key = "grid.load.values: subset" if p.grid.load.param == "subset" else "data.subset:"
+        raise ConfigError(f"{key} {number_text(subset)} leaves {n} of {n_all} training "
+                          f"samples; a cell needs at least {need} (one per class), so the "
+                          f"subset must be >= {least:g}")
+
 
 def recipe_of(p: Params, cell: grid.Cell) -> Recipe:
     t = p.train
@@ -150,6 +167,7 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
     store = CellStore(p.store.path, p.store.on_corrupt)
     store.check([prepared_dir, out_dir])
     prep = _prepared(str(prepared_dir))
+    check_subsets(p, prep)
     entries, tasks = [], []
     for cell in grid.cells(p):
         key = train_key(p, cell, prep)

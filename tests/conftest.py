@@ -95,3 +95,15 @@ def project(tmp_path, tiny_params) -> Path:
     run(["git", "add", "-A"], dst)
     run(["git", "commit", "-qm", "init"], dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    """The tiny grid's prepared data (digits, noise 0), written once per session."""
+    from landscape_taxonomy import pipeline
+    from landscape_taxonomy.config import parse_params
+
+    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_OVERRIDES)
+    out = tmp_path_factory.mktemp("prepared") / "prepared"
+    pipeline.prepare(parse_params(raw), out)
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -118,23 +117,16 @@ def same_models(a: dict, b: dict):
             assert torch.equal(a[k][name], b[k][name]), (k, name)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def test_two_local_workers_and_ray_give_the_models_of_one_worker(tmp_path, tiny_params):
-    # The reference runs here single-threaded, as every worker below does: float32 training
-    # is reproducible for a given thread count, not across thread counts.
+def test_two_local_workers_and_ray_give_the_models_of_one_worker(tmp_path, tiny_params,
+                                                                monkeypatch):
+    # float32 training is reproducible for a given thread count, not across thread counts,
+    # and the count is part of a cell's key: every run below plans one thread per cell.
+    from landscape_taxonomy import executor
+    monkeypatch.setattr(executor, "_cpu_count", lambda: 1)
     serial = tiny(tmp_path / "a", tiny_params, workers=1)
     pipeline.prepare(serial, tmp_path / "prepared")
-    with torch_threads(1):
-        pipeline.train(serial, tmp_path / "prepared", tmp_path / "m1")
+    pipeline.train(serial, tmp_path / "prepared", tmp_path / "m1")
+    monkeypatch.setattr(executor, "_cpu_count", lambda: 2)
     two = tiny(tmp_path / "b", tiny_params, workers=2)
     pipeline.train(two, tmp_path / "prepared", tmp_path / "m2")
     same_models(states(tmp_path / "m1"), states(tmp_path / "m2"))
@@ -146,9 +138,9 @@ def test_two_local_workers_and_ray_give_the_models_of_one_worker(tmp_path, tiny_
     # metrics through Ray match a fresh local computation
     pipeline.compute_metrics(ray_params, tmp_path / "prepared", tmp_path / "m3",
                              tmp_path / "r3.csv", tmp_path / "c3.csv", tmp_path / "cells3")
-    with torch_threads(1):
-        pipeline.compute_metrics(serial, tmp_path / "prepared", tmp_path / "m1",
-                                 tmp_path / "r1.csv", tmp_path / "c1.csv", tmp_path / "cells1")
+    monkeypatch.setattr(executor, "_cpu_count", lambda: 1)
+    pipeline.compute_metrics(serial, tmp_path / "prepared", tmp_path / "m1",
+                             tmp_path / "r1.csv", tmp_path / "c1.csv", tmp_path / "cells1")
     assert (tmp_path / "r1.csv").read_text() == (tmp_path / "r3.csv").read_text()
 
 

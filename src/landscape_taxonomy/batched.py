@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .models import build_model, fast_layout, has_batchnorm
-from .recipe import Recipe, StopRule, TrainResult, sgd
+from .recipe import Recipe, StopRule, TrainResult, chance_loss, settle_divergence, sgd
 from .stacked import split_outputs, stack_inputs, stack_models, unstack_state
 
 
@@ -71,8 +71,10 @@ def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torc
                                                functools.partial(snapshot, s))
         if not any(active):
             break
+    chance = chance_loss(y)
     for s, r in enumerate(results):
         if not r.state:
             r.state = snapshot(s)
         r.state = {k: v.cpu() for k, v in r.state.items()}
+        settle_divergence(r, chance)
     return results

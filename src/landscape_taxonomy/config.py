@@ -236,6 +236,7 @@ class ExecutorConfig(_Section):
 
 class StoreConfig(_Section):
     path: str = _f(".cells", "a folder path")
+    on_corrupt: Literal["recompute", "error"] = _f("recompute", "recompute or error")
 
 
 class Params(_Section):

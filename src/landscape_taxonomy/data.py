@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_dir
+from .io import atomic_dir, number_text
 
 TORCHVISION = {
     "mnist": "MNIST",
@@ -190,7 +190,7 @@ def _replaced_rate(n: int, p: float, seed: int) -> float:
 
 
 def noise_key(p: float) -> str:
-    return f"{p:g}"
+    return number_text(p)  # exact: 0.1000001 and 0.1000002 are two levels
 
 
 class Prepared:
@@ -221,4 +221,4 @@ class Prepared:
         c = self.manifest["checksums"]
         return hashlib.sha256("|".join([
             c["x_train"], c["x_test"], c["order"], self.manifest["noise"][noise_key(noise)]
-            ["checksum"], f"{subset:g}"]).encode()).hexdigest()[:16]
+            ["checksum"], number_text(subset)]).encode()).hexdigest()[:16]

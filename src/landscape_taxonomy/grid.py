@@ -15,6 +15,7 @@ from functools import cache
 
 from . import deps
 from .config import Params
+from .io import number_text
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return f"{self.load_param}={self.load:g}__{self.temperature_param}={self.temperature:g}"
+        return (f"{self.load_param}={number_text(self.load)}__"
+                f"{self.temperature_param}={number_text(self.temperature)}")
 
     def train_config(self) -> dict:
         """Everything about the cell that training reads (axis names excluded)."""

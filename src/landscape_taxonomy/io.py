@@ -1,37 +1,96 @@
 """Atomic writes: a file or folder appears complete or not at all.
 
-A run killed mid-write leaves only a hidden temporary next to the target, which no
-reader ever opens and the next writer replaces.
+A run killed mid-write leaves only a hidden temporary next to the target
+(`.<name>.tmp-*`), which no reader ever opens; `sweep_stale` removes such leftovers where
+the caller knows no other writer of that target is alive (the cell store does it under
+the cell's lock). Files and folders get the modes the umask gives (`tempfile` makes
+them 0600/0700, which breaks a store or an output shared by a group).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
+
+# The hidden names atomic writes of `<name>` leave next to it while (or if killed while)
+# they work: the folder being written, and the replaced one on its way out.
+TEMP_TAGS = (".tmp-", ".old-")
+
+
+def umask() -> int:
+    """The process umask, read without changing it where Linux tells it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _default_mode(path: Path, base: int) -> None:
+    """Give a tempfile-made path the mode a plain mkdir/open would (setgid kept)."""
+    keep = path.stat().st_mode & stat.S_ISGID
+    os.chmod(path, (base & ~umask()) | keep)
+
+
+def sweep_stale(target: str | Path, tags=TEMP_TAGS) -> None:
+    """Remove what killed writers of `target` left next to it. Only call this where no
+    other writer of `target` can be at work (under its lock, say)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for tag in tags:
+        for p in target.parent.glob(f".{target.name}{tag}*"):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path):
-    """Yield a temporary folder; on success it replaces `target` in one rename."""
+    """Yield a temporary folder; on success it replaces `target` in one rename.
+
+    A target that exists is first moved aside under a unique hidden name and removed
+    once the new one is in place, so a reader sees the old folder, nothing for an
+    instant, or the new one, never a mixture, and nothing is left behind.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    aside = []
     try:
+        _default_mode(tmp, 0o777)
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+        for _ in range(100):
+            try:
+                os.replace(tmp, target)  # refused while target is a non-empty folder
+                break
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR,
+                                   errno.EISDIR):
+                    raise
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            aside.append(old)
+            with contextlib.suppress(FileNotFoundError):  # another writer moved it first
+                os.replace(target, old / target.name)
         else:
-            os.replace(tmp, target)
+            raise OSError(errno.EBUSY, f"could not replace {target}: other writers keep "
+                                       "recreating it")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        for old in aside:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -39,6 +98,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -46,6 +106,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def number_text(v) -> str:
+    """Text that reads back as exactly `v`, for names and keys: an int as itself, a float
+    as `:g` where that is exact (0.05, 1e-05, 16: today's names), else its shortest
+    round-trip form (0.1000001, 1234567.0), so distinct values never share a name."""
+    if isinstance(v, int):
+        return str(v)
+    short = f"{v:g}"
+    return short if float(short) == v else repr(float(v))
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -10,7 +10,9 @@ from the store in one atomic step. The `*_task` functions are what a worker runs
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,10 +22,11 @@ import torch
 
 from . import data as data_mod
 from . import executor, grid
-from .config import Params, as_dict
-from .io import atomic_dir, write_csv, write_json
+from .config import ConfigError, Params, as_dict
+from .data import DataError
+from .io import atomic_dir, number_text, write_csv, write_json
 from .report import CONTRACT
-from .store import CellStore, copy_tree
+from .store import CellStore, verify
 from .train import Recipe, resolve_device, train_cell
 
 
@@ -66,16 +69,51 @@ def prepare(p: Params, out_dir: Path) -> dict:
 
 # -- train -------------------------------------------------------------------------------
 
+def check_subsets(p: Params, prep: data_mod.Prepared) -> None:
+    """Before any training: every cell's subset must hold at least one sample per class (and
+    two, for BatchNorm); a smaller one could only ever "diverge"."""
+    n_all, k = len(prep.order), prep.n_classes
+    need = max(k, 2)
+    for subset in sorted({c.subset for c in grid.cells(p)}):
+        n = data_mod.subset_size(n_all, subset)
+        if n >= need:
+            continue
+        digits = 2 - math.floor(math.log10(need / n_all))  # 3 significant, rounded up
+        least = math.ceil(need / n_all * 10 ** digits) / 10 ** digits
+        key = "grid.load.values: subset" if p.grid.load.param == "subset" else "data.subset:"
+        raise ConfigError(f"{key} {number_text(subset)} leaves {n} of {n_all} training "
+                          f"samples; a cell needs at least {need} (one per class), so the "
+                          f"subset must be >= {least:g}")
+
+
 def recipe_of(p: Params, cell: grid.Cell) -> Recipe:
     return Recipe.from_config(p.train, lr=cell.lr, weight_decay=cell.weight_decay,
                               batch_size=cell.batch_size)
+
+
+def cell_threads(p: Params) -> int:
+    """The torch thread count every cell computes with: what a worker of this executor
+    gets (executor.plan_workers; Ray: num_cpus), pinned for the task wherever it runs."""
+    e = p.executor
+    if e.kind == "ray":
+        return max(1, int(e.num_cpus))
+    envs = executor.plan_workers(e.workers, e.workers_per_gpu, p.train.device)
+    return int(envs[0]["LT_TORCH_THREADS"])
+
+
+def threads_key(p: Params):
+    """float32 results on CPU depend on the thread count (how reductions split): a cell
+    trained with 1 thread is not the cell trained with 2, so the count is in the key. On a
+    GPU the math does not run on CPU threads, and the key leaves it out."""
+    return cell_threads(p) if resolve_device(p.train.device).type == "cpu" else None
 
 
 def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:
     device = resolve_device(p.train.device).type
     return grid.digest("train", cell.train_config(), asdict(recipe_of(p, cell)),
                        prepared.checksum(cell.noise, cell.subset),
-                       grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize)
+                       grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize,
+                       threads_key(p))
 
 
 _PREPARED: dict[str, tuple[str, data_mod.Prepared]] = {}
@@ -91,9 +129,19 @@ def _prepared(folder: str) -> data_mod.Prepared:
 
 def train_task(task: dict) -> dict:
     """Worker: train every seed of one cell into the store (no-op if already there)."""
-    store, key = CellStore(task["store"]), task["key"]
-    if store.has("train", key):
-        return json.loads((store.path("train", key) / "info.json").read_text())
+    store = CellStore(task["store"], task.get("on_corrupt", "recompute"))
+    key, cell_id = task["key"], task["cell_id"]
+    # The cell's lock: a run sharing the store that got here first trains it, this one
+    # waits and reuses it.
+    with store.claim("train", key, cell_id) as done:
+        if done:
+            return json.loads((store.path("train", key) / "info.json").read_text())
+        with pinned_threads(task.get("threads")):
+            return _train_locked(task, store)
+
+
+def _train_locked(task: dict, store: CellStore) -> dict:
+    key = task["key"]
     cell, prep = task["cell"], _prepared(task["prepared"])
     x, y = prep.train_set(cell["noise"], cell["subset"])
     device = resolve_device(task["device"])
@@ -102,11 +150,14 @@ def train_task(task: dict) -> dict:
                          input_shape=prep.manifest["input_shape"], n_classes=prep.n_classes,
                          x=x, y=y, recipe=Recipe(**task["recipe"]), seeds=list(cell["seeds"]),
                          device=device, vectorize=task["vectorize"])
-    info = {"key": key, "cell_id": task["cell_id"], "cell": cell, "recipe": task["recipe"],
-            "n_train": len(y), "device": str(device), "seconds": time.monotonic() - t0,
+    # No names, no timings: the store is content-addressed, and what a cell holds must not
+    # depend on which grid first computed it (the cell_id is in models/index.json).
+    info = {"key": key, "cell": cell, "recipe": task["recipe"],
+            "n_train": len(y), "device": str(device), "torch_threads": torch.get_num_threads(),
             "diverged": [r.diverged for r in results], "epochs": [r.epochs for r in results],
             "best_epoch": [r.best_epoch for r in results],
             "stopped_early": [r.stopped_early for r in results]}
+    seconds = time.monotonic() - t0  # the store's log only: DVC outputs stay byte-identical
     with store.writer("train", key) as tmp:
         for i, r in enumerate(results):
             torch.save(r.state, tmp / f"seed_{i}.pt")
@@ -115,7 +166,7 @@ def train_task(task: dict) -> dict:
         log.to_csv(tmp / "log.csv", index=False)
         (tmp / "info.json").write_text(json.dumps(info, indent=1))
     store.log_path("train", task["cell_id"]).write_text(
-        f"{task['cell_id']} key={key} device={device} {info['seconds']:.1f}s "
+        f"{task['cell_id']} key={key} device={device} {seconds:.1f}s "
         f"epochs={info['epochs']} diverged={info['diverged']}\n")
     return info
 
@@ -151,21 +202,24 @@ def _failure_log(store: CellStore, stage: str, out: dict) -> Path:
 
 def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
     executor.check_settings(**executor_settings(p))  # before any work
+    store = CellStore(p.store.path, p.store.on_corrupt)
+    store.check([prepared_dir, out_dir])
     prep = _prepared(str(prepared_dir))
-    store = CellStore(p.store.path)
+    check_subsets(p, prep)
     entries, tasks = [], []
     for cell in grid.cells(p):
         key = train_key(p, cell, prep)
         entries.append({"cell_id": cell.cell_id, "key": key, **asdict(cell)})
-        if not store.has("train", key):
+        if not store.has("train", key, cell.cell_id):  # verifies its checksums
             tasks.append({"key": key, "cell_id": cell.cell_id, "cell": cell.train_config(),
                           "recipe": asdict(recipe_of(p, cell)), "prepared": str(prepared_dir),
-                          "store": str(store.root), "device": p.train.device,
-                          "vectorize": p.train.vectorize})
+                          "store": str(store.root), "on_corrupt": p.store.on_corrupt,
+                          "device": p.train.device, "vectorize": p.train.vectorize,
+                          "threads": cell_threads(p)})
     _run(train_task, tasks, p, "train-grid", len(entries), "train")
     with atomic_dir(out_dir) as tmp:
-        for e in entries:
-            copy_tree(store.path("train", e["key"]), tmp / e["cell_id"])
+        for e in entries:  # checksums.json travels along: compute-metrics checks it
+            store.copy_out("train", e["key"], tmp / e["cell_id"], e["cell_id"])
         write_json(tmp / "index.json", {"cells": entries})
     return entries
 
@@ -174,11 +228,18 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
 
 def metrics_task(task: dict) -> dict:
     """Worker: every metric of one cell into the store (no-op if already there)."""
+    store = CellStore(task["store"], task.get("on_corrupt", "recompute"))
+    with store.claim("metrics", task["key"], task["cell_id"]) as done:
+        if done:
+            return json.loads((store.path("metrics", task["key"]) / "result.json").read_text())
+        with pinned_threads(task.get("threads")):
+            return _metrics_locked(task, store)
+
+
+def _metrics_locked(task: dict, store: CellStore) -> dict:
     from .metrics.cell import cell_metrics
 
-    store, key = CellStore(task["store"]), task["key"]
-    if store.has("metrics", key):
-        return json.loads((store.path("metrics", key) / "result.json").read_text())
+    key = task["key"]
     folder, prep = Path(task["models"]), _prepared(task["prepared"])
     info = json.loads((folder / "info.json").read_text())
     cell = info["cell"]
@@ -193,35 +254,60 @@ def metrics_task(task: dict) -> dict:
                        x_test=prep.x_test, y_test=prep.y_test, hessian_cfg=task["hessian"],
                        curve_cfg=task["curve"], cka_cfg=task["cka"], seed=task["seed"],
                        device=device, vectorize=task["vectorize"])
-    res.update(key=key, cell_id=task["cell_id"], train_key=info["key"], seeds=cell["seeds"],
-               n_train=len(y), seconds=time.monotonic() - t0)
+    res.update(key=key, train_key=info["key"], seeds=cell["seeds"],
+               n_train=len(y))
+    seconds = time.monotonic() - t0  # the store's log only: DVC outputs stay byte-identical
     with store.writer("metrics", key) as tmp:
         (tmp / "result.json").write_text(json.dumps(res, indent=1, default=float))
     store.log_path("metrics", task["cell_id"]).write_text(
-        f"{task['cell_id']} key={key} {res['seconds']:.1f}s\n")
+        f"{task['cell_id']} key={key} {seconds:.1f}s\n")
     return res
+
+
+def check_models(folder: Path) -> None:
+    """A train-grid cell folder must match the checksums train-grid wrote into it."""
+    problem = verify(folder) if folder.is_dir() else "the folder is missing"
+    if problem is not None:
+        raise DataError(f"{folder}: {problem}; it no longer holds what train-grid wrote: "
+                        "rerun train-grid (dvc repro -f train-grid)")
 
 
 def metrics_key(p: Params, entry: dict) -> str:
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
-                       resolve_device(p.train.device).type, p.train.vectorize)
+                       resolve_device(p.train.device).type, p.train.vectorize, threads_key(p))
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int | None):
+    """Compute with exactly n torch threads (the count the cell's key holds), in a pool
+    worker or in this process alike; None leaves the count as it is."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
                     curves_csv: Path, cells_dir: Path) -> pd.DataFrame:
     executor.check_settings(**executor_settings(p))  # before any work
+    store = CellStore(p.store.path, p.store.on_corrupt)
+    store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv])
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
-    store = CellStore(p.store.path)
     m = as_dict(p.metrics)
     keys, tasks = [], []
     for e in index:
         key = metrics_key(p, e)
         keys.append(key)
-        if not store.has("metrics", key):
+        if not store.has("metrics", key, e["cell_id"]):  # verifies its checksums
+            check_models(Path(models_dir) / e["cell_id"])
             tasks.append({"key": key, "cell_id": e["cell_id"],
                           "models": str(Path(models_dir) / e["cell_id"]),
                           "prepared": str(prepared_dir), "store": str(store.root),
+                          "on_corrupt": p.store.on_corrupt, "threads": cell_threads(p),
                           "device": p.train.device, "vectorize": p.train.vectorize,
                           "seed": p.seed, "hessian": m["hessian"],
                           "curve": m["curve"], "cka": m["cka"]})
@@ -230,7 +316,8 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
     rows, curve_rows = [], []
     with atomic_dir(cells_dir) as tmp:
         for e, key in zip(index, keys):
-            res = json.loads((store.path("metrics", key) / "result.json").read_text())
+            res = json.loads(store.read_text("metrics", key, "result.json", e["cell_id"]))
+            res["cell_id"] = e["cell_id"]  # this grid's name for it
             (tmp / f"{e['cell_id']}.json").write_text(json.dumps(res, indent=1))
             axes = {"cell": e["cell_id"], "load_param": e["load_param"], "load": e["load"],
                     "temperature_param": e["temperature_param"],

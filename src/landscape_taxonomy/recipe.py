@@ -54,7 +54,7 @@ class TrainResult:
     epochs: int = 0
     best_epoch: int = 0
     stopped_early: bool = False
-    diverged: bool = False
+    diverged: bool = False  # its loss went non-finite, or it learned nothing (settle_divergence)
 
 
 def sgd(params, recipe: Recipe) -> torch.optim.SGD:
@@ -106,3 +106,25 @@ class StopRule:
             res.state = snapshot()
             return False
         return True
+
+
+def chance_loss(y: torch.Tensor) -> float:
+    """The training loss of the best guess that ignores the input: the label frequencies of
+    y, whose cross-entropy is their entropy (ln K for K balanced classes)."""
+    counts = torch.bincount(y.detach().flatten().cpu()).double()
+    freq = counts[counts > 0] / counts.sum()
+    return float(-(freq * freq.log()).sum())
+
+
+def settle_divergence(r: TrainResult, chance: float) -> None:
+    """The one divergence rule, for every training path: a model is diverged if its loss went
+    NaN or infinite, or if the checkpoint it keeps has a training loss (that epoch's mean) not
+    below `chance_loss`: it did no better than predicting the label frequencies without
+    looking at the input, so it has no landscape to measure. That is a loss that exploded but
+    stayed finite (lr 10 on digits: epoch losses 2.6 to 16, never below ln 10) as much
+    as one that never moved."""
+    if r.diverged or not r.best_epoch:
+        r.diverged = True
+        return
+    kept = r.log[r.best_epoch - 1]["train_loss"]
+    r.diverged = not kept < chance

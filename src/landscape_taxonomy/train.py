@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .batched import train_stacked
 from .models import build_model, count_params, fast_layout, has_batchnorm, has_conv
-from .recipe import Recipe, StopRule, TrainResult, sgd
+from .recipe import Recipe, StopRule, TrainResult, chance_loss, settle_divergence, sgd
 
 __all__ = ["Recipe", "TrainResult", "resolve_device", "train_model", "train_cell"]
 
@@ -68,6 +68,7 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe
             break
     if not res.state:
         res.state = snapshot(model)
+    settle_divergence(res, chance_loss(y))
     model.to(memory_format=torch.contiguous_format)  # hand the model back as it came
     return res
 

@@ -37,11 +37,11 @@ def test_a_finite_explosion_is_diverged_on_every_training_path(vectorize):
     x, y = torch.from_numpy(xtr[:359]), torch.from_numpy(ytr[:359])
     kw = dict(arch="cnn", width=4, input_shape=(1, 8, 8), n_classes=10, x=x, y=y,
               seeds=[0, 1], device=torch.device("cpu"), vectorize=vectorize)
-    hot = train_cell(**kw, recipe=Recipe(lr=10.0, max_epochs=2))
+    hot = train_cell(**kw, recipe=Recipe.from_config(lr=10.0, max_epochs=2))
     assert all(math.isfinite(row["train_loss"]) for r in hot for row in r.log)  # finite...
     assert all(r.diverged for r in hot)  # ...and still diverged
     if vectorize:  # the usual recipe trains (the loop is the slow path on CPU: once is enough)
-        ok = train_cell(**kw, recipe=Recipe(lr=0.05, max_epochs=3))
+        ok = train_cell(**kw, recipe=Recipe.from_config(lr=0.05, max_epochs=3))
         assert not any(r.diverged for r in ok)
 
 

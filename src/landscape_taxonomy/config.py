@@ -160,8 +160,8 @@ class TemperatureAxis(_Axis):
 
 class GridConfig(_Section):
     load: LoadAxis = LoadAxis(param="width", values=(1, 2, 4, 8, 16))
-    temperature: TemperatureAxis = TemperatureAxis(param="batch_size",
-                                                   values=(16, 64, 256, 1024))
+    temperature: TemperatureAxis = TemperatureAxis(
+        param="weight_decay", values=(1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2))
     seeds: int = _f(3, f"an integer in [1, {MAX_MODELS_PER_CELL}]", ge=1,
                     le=MAX_MODELS_PER_CELL)
 
@@ -170,7 +170,7 @@ class TrainConfig(_Section):
     optimizer: Literal["sgd"] = _f("sgd", "sgd")
     lr: float = _f(0.05, "a number > 0", gt=0)
     momentum: float = _f(0.9, "a number in [0, 1)", ge=0, lt=1)
-    batch_size: int = _f(128, "an integer >= 1", ge=1)
+    batch_size: int = _f(32, "an integer >= 1", ge=1)
     weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
     max_epochs: int = _f(20, "an integer >= 1", ge=1)
     stop_tol: float = _f(1e-4, "a number >= 0", ge=0)
@@ -197,7 +197,7 @@ class CurveConfig(_Section):
     batch_size: int = _f(128, "an integer >= 1", ge=1)
     weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
     points: int = _f(5, "an integer >= 3", ge=3)
-    pairs: int = _f(1, "an integer >= 1", ge=1)
+    pairs: int = _f(2, "an integer >= 1", ge=1)
     endpoint_tol: float = _f(2.0, "a number >= 0 (percent)", ge=0)
 
 

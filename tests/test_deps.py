@@ -140,7 +140,7 @@ def hashes(root):
     ("data.py", "class DataError(RuntimeError):", "class DataError(ValueError):", True, True),
     ("metrics/similarity.py", "x, y = x.double(), y.double()", "x, y = y.double(), x.double()",
      False, True),
-    ("pipeline.py", "summary = phases.summarize(result, table)",
+    ("report.py", "summary = phases.summarize(result, table)",
      "summary = phases.summarize(result, table) or {}", False, False),
     ("plots.py", "import altair as alt", "import altair as alt  # charts", False, False),
     ("store.py", "class CellStore:", "class CellStore:  # where cells live", False, False),

@@ -27,6 +27,8 @@ ONE_CELL = {
     "metrics": {"hessian": {"samples": 32, "max_iter": 5},
                 "curve": {"epochs": 1, "points": 3, "endpoint_tol": 100.0},
                 "cka": {"samples": 32}},
+    # one cell is too few to read boundaries off (auto): numbers, as a user would give
+    "phase": {"train_loss_threshold": 0.1, "mc_threshold": 1.0, "cka_threshold": 0.8},
 }
 # Each grid, with the stages it runs (those after a skipped one reuse the last outputs).
 # Reads can branch on the axes: prepare reads the noise levels off a noise axis, else

@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -174,7 +175,7 @@ def test_two_runs_sharing_a_store_train_a_cell_once(tmp_path, prepared, tiny_par
     (cell,) = grid.cells(p)
     key = pipeline.train_key(p, cell, pipeline._prepared(str(prepared)))
     task = {"key": key, "cell_id": cell.cell_id, "cell": cell.train_config(),
-            "recipe": {"max_epochs": 1}, "prepared": str(prepared),
+            "recipe": asdict(pipeline.recipe_of(p, cell)), "prepared": str(prepared),
             "store": str(tmp_path / "store"), "device": "cpu", "vectorize": False,
             "threads": 1}
     calls = []

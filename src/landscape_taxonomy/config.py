@@ -44,7 +44,8 @@ MAX_MODELS_PER_CELL = 1000
 # digits (scikit-learn's bundled set): data.load_digits holds out round(f * 1797) images.
 # data.test_fraction must leave as many images as classes on each side: f * 1797 >= 10
 # and (1 - f) * 1797 >= 10, rounded inwards to 6 decimals so the bounds shown are the rule.
-DIGITS_IMAGES, DIGITS_CLASSES = 1797, 10
+DIGITS_IMAGES = 1797
+DIGITS_CLASSES = 10
 DIGITS_TEST_FRACTIONS = (math.ceil(DIGITS_CLASSES / DIGITS_IMAGES * 1e6) / 1e6,
                          math.floor((1 - DIGITS_CLASSES / DIGITS_IMAGES) * 1e6) / 1e6)
 
@@ -307,8 +308,22 @@ class _DuplicateKey(Exception):
         self.key, self.line, self.first = key, line, first
 
 
+def _yaml12_floats(resolvers: dict) -> dict:
+    """SafeLoader's implicit resolvers plus YAML 1.2 floats, which PyYAML (YAML 1.1) reads as
+    strings when they have an exponent but no dot: `dvc exp run -S train.weight_decay=1e-5`
+    writes `1e-5` (DVC's YAML is 1.2)."""
+    out = {k: list(v) for k, v in resolvers.items()}
+    float_12 = ("tag:yaml.org,2002:float",
+                re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"))
+    for first in "-+0123456789.":
+        out.setdefault(first, []).append(float_12)
+    return out
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    yaml_implicit_resolvers = _yaml12_floats(yaml.SafeLoader.yaml_implicit_resolvers)
 
     def construct_document(self, node):
         self._paths = {}
@@ -343,14 +358,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                         key_node.start_mark.line + 1,
                                         first.start_mark.line + 1)
         return super().construct_mapping(node, deep)
-
-
-# YAML 1.2 floats, which PyYAML (YAML 1.1) reads as strings when they have an exponent but no
-# dot: `dvc exp run -S train.weight_decay=1e-5` writes `1e-5` (DVC's YAML is 1.2).
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
 
 
 def read_yaml(path: str | Path):

@@ -57,6 +57,21 @@ def test_auto_mc_is_a_band_of_the_measured_pair_noise():
     assert "spread of mc over seed pairs" in t.method
 
 
+def test_auto_mc_band_ignores_the_spread_of_models_that_cannot_fit():
+    # four flat cells measured to +-0.5 points and four sharp ones whose pairs disagree by
+    # 15 points: the band is the flat cells' (2 x 0.5), not the pooled median's (2 x 8)
+    losses = [0.01] * 4 + [1.0] * 4
+    t = thresholds.auto_mc(grid(losses, [-4, 0, 0.2, -0.1, -40, -30, -45, -20], [0.5] * 8,
+                                mc_std=[0.4, 0.5, 0.5, 0.6, 15, 14, 16, 15]), 0.1)
+    assert t.value == pytest.approx(1.0)
+    assert "flat cells" in t.method and t.details["cells"] == 4
+    # with fewer flat cells than a split needs, every cell's spread is used, and said
+    t = thresholds.auto_mc(grid([0.01] * 2 + [1.0] * 4, [0, -1, -40, -30, -45, -20], [0.5] * 6,
+                                mc_std=[0.5, 0.5, 15, 14, 16, 15]), 0.1)
+    assert t.value == pytest.approx(2 * 14.5)
+    assert "all cells" in t.method
+
+
 def test_auto_mc_without_a_spread_splits_the_barrier_depths():
     mcs = [0.0, -0.1, 0.05, -0.2, -8.0, -12.0, -9.0, -0.02]
     t = thresholds.auto_mc(grid([0.01] * 8, mcs, [0.5] * 8), 0.1)

@@ -6,9 +6,15 @@ The paper gives no numbers. Each boundary here is found from the table itself:
                 The paper's sharp/flat transition is a more than tenfold fall in training
                 loss; the fold between the two groups' geometric means is reported.
     mc          the "≈ 0" band: z x the median spread of mc over seed pairs (`mc_std`, cells
-                with at least 2 curve pairs). A table without that spread (one curve per
-                cell, as published tables often are) falls back to a two-group split of the
-                flat cells' barrier depth log(1 + max(-mc, 0)), and says so.
+                with at least 2 curve pairs) among the flat cells. mc is a percentage of
+                training error: models that cannot fit (narrow, or held up by strong decay)
+                have mc spreads of 5-20 points between pairs that measure how badly they
+                fit, not how precisely mc is measured, and would widen the band until a
+                barrier of several points counted as "≈ 0". With fewer than MIN_SPLIT flat
+                cells holding a spread, every cell's spread is used, and the method says so.
+                A table without any spread (one curve per cell, as published tables often
+                are) falls back to a two-group split of the flat cells' barrier depth
+                log(1 + max(-mc, 0)), and says so.
     cka         two-group split of log(1 - CKA) over the flat, well-connected cells
                 (IV-A vs IV-B). 1 - CKA is a dissimilarity that, like a loss, spreads
                 over a scale rather than a range, so it is split on the log scale.
@@ -76,17 +82,22 @@ def auto_train_loss(table: pd.DataFrame) -> Threshold:
 
 
 def auto_mc(table: pd.DataFrame, train_loss_threshold: float) -> Threshold:
+    flat = pd.to_numeric(table["train_loss"], errors="coerce") <= train_loss_threshold
     if "mc_std" in table.columns:
         std = pd.to_numeric(table["mc_std"], errors="coerce")
+        ok = np.isfinite(std) & (std > 0)
         if "n_curve_pairs" in table.columns:
-            std = std[pd.to_numeric(table["n_curve_pairs"], errors="coerce") >= 2]
-        std = std[np.isfinite(std) & (std > 0)]
-        if len(std):
-            sigma = float(std.median())
+            ok &= pd.to_numeric(table["n_curve_pairs"], errors="coerce") >= 2
+        among = "flat cells"
+        if (ok & flat).sum() >= MIN_SPLIT:
+            ok &= flat
+        else:
+            among = f"all cells (fewer than {MIN_SPLIT} flat cells have a spread)"
+        if ok.any():
+            sigma = float(std[ok].median())
             return Threshold(MC_NOISE_Z * sigma,
-                             f"{MC_NOISE_Z:g} x median spread of mc over seed pairs",
-                             {"median_mc_std": sigma, "cells": int(len(std))})
-    flat = pd.to_numeric(table["train_loss"], errors="coerce") <= train_loss_threshold
+                             f"{MC_NOISE_Z:g} x median spread of mc over seed pairs, {among}",
+                             {"median_mc_std": sigma, "cells": int(ok.sum())})
     depth = _finite(-pd.to_numeric(table.loc[flat, "mc"], errors="coerce")).clip(lower=0)
     if depth.nunique() < MIN_SPLIT:
         raise ValueError("phase.mc_threshold: auto needs an mc_std column (mc's spread over "

@@ -9,6 +9,7 @@ from datetime import date
 
 import torch
 
+from landscape_taxonomy.config import DataConfig
 from landscape_taxonomy.data import load_digits
 from landscape_taxonomy.models import build_model
 from landscape_taxonomy.train import Recipe, train_model
@@ -16,7 +17,7 @@ from landscape_taxonomy.train import Recipe, train_model
 
 def digits_train():
     """The default study's training set: digits, standardized as prepare-noisy-data does."""
-    xtr, ytr, *_ = load_digits(0.2, 0)
+    xtr, ytr, *_ = load_digits(DataConfig().test_fraction, 0)
     x = torch.from_numpy(xtr)
     mean, std = x.mean(), x.std()
     return (x - mean) / std, torch.from_numpy(ytr)

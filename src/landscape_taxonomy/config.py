@@ -87,7 +87,7 @@ class DataConfig(_Section):
     root: str = _f("data/raw", "a folder path")
     download: bool = _f(True, "true or false")
     subset: float = _f(1.0, "a number in (0, 1]", gt=0, le=1)
-    test_fraction: float = _f(0.2, "a number in (0, 1)", gt=0, lt=1)
+    test_fraction: float = _f(0.5, "a number in (0, 1)", gt=0, lt=1)
 
     @model_validator(mode="after")
     def _digits_split(self):
@@ -162,7 +162,7 @@ class TemperatureAxis(_Axis):
 class GridConfig(_Section):
     load: LoadAxis = LoadAxis(param="width", values=(1, 2, 4, 8, 16))
     temperature: TemperatureAxis = TemperatureAxis(
-        param="weight_decay", values=(1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2))
+        param="weight_decay", values=(1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))
     seeds: int = _f(3, f"an integer in [1, {MAX_MODELS_PER_CELL}]", ge=1,
                     le=MAX_MODELS_PER_CELL)
 

@@ -16,6 +16,7 @@ import torch
 from landscape_taxonomy import cli, grid, pipeline
 from landscape_taxonomy.config import ConfigError, parse_params
 from landscape_taxonomy.io import atomic_dir, atomic_write_text
+from landscape_taxonomy.report import CONTRACT
 from landscape_taxonomy.store import MANIFEST, CellStore, CorruptCell
 from landscape_taxonomy.train import TrainResult
 
@@ -27,7 +28,7 @@ def fake_metrics(monkeypatch):
 
     def quick(*, states, **kw):
         w = float(sum(v.double().sum() for s in states for v in s.values()))
-        names = pipeline.CONTRACT[2:]
+        names = CONTRACT[2:]
         return {"metrics": {**dict.fromkeys(names, w), "n_models": len(states)},
                 "per_model": [], "curves": [], "pairs": [], "provenance": {}}
     monkeypatch.setattr(cell_mod, "cell_metrics", quick)

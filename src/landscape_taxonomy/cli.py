@@ -5,6 +5,7 @@
     landscape-taxonomy metrics  --params params.yaml --data data/prepared --models models
     landscape-taxonomy classify reports/metrics.csv --params params.yaml --out reports/phases.csv
     landscape-taxonomy plot     --metrics reports/metrics.csv --phases reports/phases.csv
+    landscape-taxonomy store gc [--dry-run]   drop cells no commit or experiment refers to
 
 The stage scripts in stages/ run these same functions, so DVC and a shell do the same work.
 classify and plot also take a metrics table from elsewhere (published results, say) that
@@ -164,6 +165,34 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
     written = report.plot(metrics, phases, curves, out, load_col=load_col,
                             temperature_col=temperature_col)
     typer.echo(f"{len(written)} figure files -> {out}")
+
+
+@app.command("store")
+@one_line_errors
+def store_command(action: str = typer.Argument(..., help="gc: drop unreferenced cells"),
+                  params: Path = PARAMS,
+                  dry_run: bool = typer.Option(False, "--dry-run",
+                                               help="list what would go, remove nothing")):
+    """The cell store. `store gc` removes the cells that neither the workspace outputs nor
+    any commit of a branch, tag or DVC experiment refers to."""
+    if action != "gc":
+        raise ConfigError(f"store: unknown action {action!r}; the one there is: gc")
+    from .store import CellStore, repository_root
+    from .store_gc import gc
+
+    p = load_params(params)
+    repo = repository_root(Path(params).resolve().parent)
+    if repo is None:
+        raise ConfigError(f"store gc: {params} is not in a DVC repository")
+    store = CellStore(p.store.path if Path(p.store.path).expanduser().is_absolute()
+                      else repo / p.store.path)
+    r = gc(store, repo, dry_run=dry_run)
+    for kind, key in r.removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {kind}/{key}")
+    verb = "would free" if dry_run else "freed"
+    typer.echo(f"store {store.root}: {len(r.kept)} cells kept, {len(r.removed)} "
+               f"{'to remove' if dry_run else 'removed'} ({verb} {r.bytes_removed / 1e6:.1f} MB; "
+               f"{r.commits} commits read)")
 
 
 @app.command("check-params")

@@ -74,9 +74,22 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+# What a GPU driver puts on Linux (NVIDIA's, AMD's ROCm): without any of them torch can see
+# no GPU, so a stage need not import torch (3 s) to learn that.
+_DRIVER_PATHS = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd",
+                 "/dev/dxg")
+
+
 def _gpu_count() -> int:
+    if sys.platform.startswith("linux") and not any(map(os.path.exists, _DRIVER_PATHS)):
+        return 0
     import torch
     return torch.cuda.device_count()
+
+
+def gpu_count() -> int:
+    """How many GPUs torch would see here (0 without importing torch where no driver is)."""
+    return _gpu_count()
 
 
 def _has_ray() -> bool:

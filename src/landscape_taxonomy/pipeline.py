@@ -6,6 +6,10 @@
 train and metrics work cell by cell through the cell store: a cell whose key is already
 there is reused, the rest fan out to the executor, and the stage output is then assembled
 from the store in one atomic step. The `*_task` functions are what a worker runs.
+
+torch and pandas are imported where a cell is computed or a table written, not here: a
+stage whose cells all come from the store computes their keys and assembles its output
+without torch (3 s of every stage's start on 2 cores), and starts no worker.
 """
 
 from __future__ import annotations
@@ -17,17 +21,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
-import torch
-
 from . import data as data_mod
 from . import executor, grid
 from .config import ConfigError, Params, as_dict
 from .data import DataError
 from .io import atomic_dir, number_text, write_csv, write_json
-from .report import CONTRACT
+from .recipe import Recipe
 from .store import CellStore, verify
-from .train import Recipe, resolve_device, train_cell
 
 
 class CellsFailed(RuntimeError):
@@ -62,9 +62,19 @@ class CellsFailed(RuntimeError):
 # -- prepare -----------------------------------------------------------------------------
 
 def prepare(p: Params, out_dir: Path) -> dict:
+    """Write the prepared folder, or leave it untouched when it was made from the same
+    inputs by the same code (one more width reruns this stage, since a noise axis would
+    change its output, but gets the same data)."""
+    stamp = {"dataset": p.data.dataset, "root": p.data.root,
+             "test_fraction": p.data.test_fraction, "seed": p.seed,
+             "noise_levels": [float(v) for v in grid.noise_levels(p)],
+             "code": grid.code_hash("data:prepare")}
+    kept = data_mod.reuse(out_dir, stamp)
+    if kept is not None:
+        return kept
     return data_mod.prepare(out_dir, dataset=p.data.dataset, root=p.data.root,
                             download=p.data.download, test_fraction=p.data.test_fraction,
-                            noise_levels=grid.noise_levels(p), seed=p.seed)
+                            noise_levels=grid.noise_levels(p), seed=p.seed, stamp=stamp)
 
 
 # -- train -------------------------------------------------------------------------------
@@ -72,7 +82,7 @@ def prepare(p: Params, out_dir: Path) -> dict:
 def check_subsets(p: Params, prep: data_mod.Prepared) -> None:
     """Before any training: every cell's subset must hold at least one sample per class (and
     two, for BatchNorm); a smaller one could only ever "diverge"."""
-    n_all, k = len(prep.order), prep.n_classes
+    n_all, k = prep.n_train, prep.n_classes
     need = max(k, 2)
     for subset in sorted({c.subset for c in grid.cells(p)}):
         n = data_mod.subset_size(n_all, subset)
@@ -84,6 +94,25 @@ def check_subsets(p: Params, prep: data_mod.Prepared) -> None:
         raise ConfigError(f"{key} {number_text(subset)} leaves {n} of {n_all} training "
                           f"samples; a cell needs at least {need} (one per class), so the "
                           f"subset must be >= {least:g}")
+
+
+def train_cell(**kw):
+    """train.train_cell, imported when a cell is trained (a name here, so tests can swap it)."""
+    from .train import train_cell as run
+    return run(**kw)
+
+
+def resolve_device(device: str):
+    from .train import resolve_device as resolve
+    return resolve(device)
+
+
+def device_type(device: str) -> str:
+    """resolve_device(device).type, for keys: without torch where no GPU can be present
+    (executor._gpu_count looks for a driver first)."""
+    if device == "auto":
+        return "cuda" if executor.gpu_count() else "cpu"
+    return device
 
 
 def recipe_of(p: Params, cell: grid.Cell) -> Recipe:
@@ -105,11 +134,11 @@ def threads_key(p: Params):
     """float32 results on CPU depend on the thread count (how reductions split): a cell
     trained with 1 thread is not the cell trained with 2, so the count is in the key. On a
     GPU the math does not run on CPU threads, and the key leaves it out."""
-    return cell_threads(p) if resolve_device(p.train.device).type == "cpu" else None
+    return cell_threads(p) if device_type(p.train.device) == "cpu" else None
 
 
 def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:
-    device = resolve_device(p.train.device).type
+    device = device_type(p.train.device)
     return grid.digest("train", cell.train_config(), asdict(recipe_of(p, cell)),
                        prepared.checksum(cell.noise, cell.subset),
                        grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize,
@@ -141,6 +170,9 @@ def train_task(task: dict) -> dict:
 
 
 def _train_locked(task: dict, store: CellStore) -> dict:
+    import pandas as pd
+    import torch
+
     key = task["key"]
     cell, prep = task["cell"], _prepared(task["prepared"])
     x, y = prep.train_set(cell["noise"], cell["subset"])
@@ -205,7 +237,7 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
     store = CellStore(p.store.path, p.store.on_corrupt)
     store.check([prepared_dir, out_dir])
     prep = _prepared(str(prepared_dir))
-    check_subsets(p, prep)
+    check_subsets(p, prep)  # from the manifest: no tensors loaded here
     entries, tasks = [], []
     for cell in grid.cells(p):
         key = train_key(p, cell, prep)
@@ -237,6 +269,8 @@ def metrics_task(task: dict) -> dict:
 
 
 def _metrics_locked(task: dict, store: CellStore) -> dict:
+    import torch
+
     from .metrics.cell import cell_metrics
 
     key = task["key"]
@@ -275,13 +309,15 @@ def check_models(folder: Path) -> None:
 def metrics_key(p: Params, entry: dict) -> str:
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
-                       resolve_device(p.train.device).type, p.train.vectorize, threads_key(p))
+                       device_type(p.train.device), p.train.vectorize, threads_key(p))
 
 
 @contextlib.contextmanager
 def pinned_threads(n: int | None):
     """Compute with exactly n torch threads (the count the cell's key holds), in a pool
     worker or in this process alike; None leaves the count as it is."""
+    import torch
+
     old = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -292,7 +328,11 @@ def pinned_threads(n: int | None):
 
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
-                    curves_csv: Path, cells_dir: Path) -> pd.DataFrame:
+                    curves_csv: Path, cells_dir: Path):
+    import pandas as pd
+
+    from .report import CONTRACT
+
     executor.check_settings(**executor_settings(p))  # before any work
     store = CellStore(p.store.path, p.store.on_corrupt)
     store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv])

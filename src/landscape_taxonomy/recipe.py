@@ -12,7 +12,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
-import torch
+# torch is imported inside the functions that compute: the stages build Recipes (and the
+# cell keys from them) before they know whether any cell needs computing.
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,13 @@ class TrainResult:
     diverged: bool = False  # its loss went non-finite, or it learned nothing (settle_divergence)
 
 
-def sgd(params, recipe: Recipe) -> torch.optim.SGD:
+def sgd(params, recipe: Recipe):
     """The recipe's SGD, as one fused kernel over all tensors where torch has one (CPU and
     CUDA): a third of the for-loop step's time, the same update."""
-    params = list(params)
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                           weight_decay=recipe.weight_decay, fused=fused)
+    from .optim import FusedSGD
+
+    return FusedSGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                    weight_decay=recipe.weight_decay)
 
 
 class StopRule:
@@ -108,9 +109,11 @@ class StopRule:
         return True
 
 
-def chance_loss(y: torch.Tensor) -> float:
+def chance_loss(y) -> float:
     """The training loss of the best guess that ignores the input: the label frequencies of
     y, whose cross-entropy is their entropy (ln K for K balanced classes)."""
+    import torch
+
     counts = torch.bincount(y.detach().flatten().cpu()).double()
     freq = counts[counts > 0] / counts.sum()
     return float(-(freq * freq.log()).sum())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import phases, plots, tables, thresholds
+from . import phases, tables, thresholds
 from .io import write_csv, write_json
 
 CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -69,6 +69,8 @@ def _clean(obj):
 def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | None,
          out_dir: Path, *, load_col: str | None = None,
          temperature_col: str | None = None) -> list[Path]:
+    from . import plots  # altair: only the plot stage pays its import
+
     def opt(path, **axes):
         return read_table(path, **axes) if path is not None else None
     axes = {"load_col": load_col, "temperature_col": temperature_col}

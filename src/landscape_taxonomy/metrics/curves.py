@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..models import fast_layout, has_batchnorm
+from ..optim import FusedSGD
 from .fold import fold_batchnorm, folded_names
 
 
@@ -82,8 +83,7 @@ def fit_bend(model, a: dict, b: dict, x, y, *, epochs: int, lr: float, momentum:
     """
     fa, fb = _flat(a), _flat(b)
     bend = ((fa + fb) / 2).requires_grad_(True)  # [P], starts at the linear midpoint
-    opt = torch.optim.SGD([bend], lr=lr, momentum=momentum,
-                          fused=bend.device.type in ("cpu", "cuda"))
+    opt = FusedSGD([bend], lr=lr, momentum=momentum)  # torch's fused SGD, minus its dynamo
     # BatchNorm trains on batch statistics; its running buffers are scratch copies here.
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     g = torch.Generator().manual_seed(seed)

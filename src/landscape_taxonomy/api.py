@@ -97,13 +97,14 @@ def load_cell(cell_dir: str | Path, prepared_dir: str | Path = "data/prepared",
 
 
 def hessian(model, x, y, *, seed: int | None = None, params=None, samples=None, max_iter=None,
-            tol=None, repeats=None, chunk=None) -> dict:
-    """Top eigenvalue and trace (means over repeats, their spread, and every run's details).
-    `seed` is the study seed (a cell's `seed`; default params' seed)."""
+            tol=None, repeats=None, chunk=None, **estimator) -> dict:
+    """Top eigenvalue and trace (means over repeats, their spread, the trace's SE, and every
+    run's details). `seed` is the study seed (a cell's `seed`; default params' seed);
+    `estimator` takes the other metrics.hessian keys (method, top_k, trace_rel_se, ...)."""
     p = _params(params)
     h = _settings(p.metrics.hessian, "metrics.hessian",
                   {"samples": samples, "max_iter": max_iter, "tol": tol, "repeats": repeats,
-                   "chunk": chunk})
+                   "chunk": chunk, **estimator})
     return hessian_of(model.eval(), x, y, seed=p.seed if seed is None else seed, **h)
 
 

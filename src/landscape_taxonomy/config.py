@@ -184,11 +184,28 @@ class TrainConfig(_Section):
 
 
 class HessianConfig(_Section):
+    """method lanczos: Lanczos top_k eigenvalues with residuals, and the trace deflated by
+    the Lanczos basis with an SE stop rule (metrics/estimators.py); pyhessian: power
+    iteration and Hutchinson with PyHessian's stop rules (max_iter, tol)."""
+
     samples: Literal["all"] | PosInt = _f(500, "a positive integer or 'all'")
+    method: Literal["lanczos", "pyhessian"] = _f("lanczos", "lanczos or pyhessian")
     max_iter: int = _f(100, "an integer >= 1", ge=1)
     tol: float = _f(1e-3, "a number > 0", gt=0)
+    top_k: int = _f(1, "an integer >= 1", ge=1)
+    lanczos_steps: int = _f(20, "an integer >= 1", ge=1)
+    trace_rel_se: float = _f(0.01, "a number > 0", gt=0)
+    trace_min_probes: int = _f(16, "an integer >= 2", ge=2)
+    max_probes: int = _f(1000, "an integer >= 2", ge=2)
     repeats: int = _f(1, "an integer >= 1", ge=1)
     chunk: int = _f(1000, "an integer >= 1", ge=1)
+
+    @model_validator(mode="after")
+    def _probe_bounds(self):
+        if self.max_probes < self.trace_min_probes:
+            raise _Bad("max_probes", f"an integer >= trace_min_probes "
+                       f"({self.trace_min_probes})", self.max_probes)
+        return self
 
 
 class CurveConfig(_Section):

@@ -112,9 +112,34 @@ def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict
             out["best_mean_test_acc_phase"] = max(by_phase, key=lambda p: by_phase[p]["mean"])
     if metrics is not None:
         out["spearman_with_test_acc"] = spearman_with_test_acc(metrics)
+        out["hessian_trace_by_phase"] = trace_by_phase(phases, metrics)
         for c in ("train_loss", "test_acc", "hessian_top", "hessian_trace", "mc", "cka", "l2"):
             if c in metrics.columns and metrics[c].notna().any():
                 out.setdefault("grid_mean", {})[c] = float(metrics[c].mean())
+    return out
+
+
+def trace_by_phase(phases: pd.DataFrame, metrics: pd.DataFrame) -> dict:
+    """Per phase: mean Hessian trace over its cells, their spread (std), and the probe error
+    bar of that mean (SE from each cell's hessian_trace_se), with the mean relative SE."""
+    if "hessian_trace" not in metrics.columns:
+        return {}
+    cols = ["load", "temperature", "hessian_trace"] + (
+        ["hessian_trace_se"] if "hessian_trace_se" in metrics.columns else [])
+    t = phases[["load", "temperature", "phase"]].merge(metrics[cols], on=["load", "temperature"])
+    out = {}
+    for p in PHASES:
+        sel = t[t["phase"] == p].dropna(subset=["hessian_trace"])
+        if not len(sel):
+            continue
+        row = {"mean": float(sel["hessian_trace"].mean()),
+               "std": float(sel["hessian_trace"].std()) if len(sel) > 1 else 0.0,
+               "cells": int(len(sel))}
+        if "hessian_trace_se" in sel.columns and sel["hessian_trace_se"].notna().all():
+            row["se"] = float(np.sqrt((sel["hessian_trace_se"] ** 2).sum()) / len(sel))
+            row["mean_rel_se"] = float((sel["hessian_trace_se"] / sel["hessian_trace"].abs())
+                                       .mean())
+        out[p] = row
     return out
 
 

@@ -23,7 +23,9 @@ CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test
 
 # Columns read as numbers wherever a table comes from (an outside table's typo is an error).
 NUMERIC = CONTRACT + [f"{c}_std" for c in CONTRACT[2:]] + ["n_models", "n_diverged",
-                                                           "n_curve_pairs", "phase_margin"]
+                                                           "n_curve_pairs", "phase_margin",
+                                                           "hessian_trace_se",
+                                                           "hessian_top_residual"]
 
 
 def read_table(path: Path, *, load_col: str | None = None,

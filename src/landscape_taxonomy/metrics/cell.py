@@ -1,6 +1,8 @@
 """Every metric of one grid cell, from its trained models and its data.
 
-Per model: train/test loss and accuracy, Hessian top eigenvalue and trace. Per pair of
+Per model: train/test loss and accuracy, Hessian top eigenvalue and trace (with the trace's
+standard error, the eigenpair's residual, and the seed and digest of the Hessian sample's
+indices, per repeat in `hessian_runs`). Per pair of
 models: CKA, L2 distance, and (for the first `pairs` pairs) mode connectivity. The cell's
 value of each metric is the mean over models or pairs, and `<name>_std` its spread.
 Diverged models are left out; a cell with every model diverged gets NaN everywhere.
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from ..models import build_model, fast_layout
 from ..stacked import split_outputs, stack_inputs, stack_models
-from . import curves, hessian, similarity
+from . import curves, estimators, hessian, similarity
 from .fold import fold_batchnorm
 
 
@@ -106,12 +108,21 @@ def stacked_loss(blocks: int):
     return loss
 
 
+def sample_digest(idx: torch.Tensor) -> str:
+    """A short digest of the Hessian sample's indices into the training set (recorded with
+    the seed that draws them, so a run's sample can be checked and reproduced)."""
+    return hashlib.sha256(idx.cpu().to(torch.int64).numpy().tobytes()).hexdigest()[:16]
+
+
 def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, chunk, seed,
-                      stack: bool = False) -> list[dict]:
-    """Top eigenvalue and trace of each model, `repeats` times on independent samples.
+                      method: str = "lanczos", top_k: int = 1, lanczos_steps: int = 20,
+                      trace_rel_se: float = 0.01, trace_min_probes: int = 16,
+                      max_probes: int = 1000, stack: bool = False) -> list[dict]:
+    """Top eigenvalue(s) and trace of each model, `repeats` times on independent samples.
 
     Every model gets the same sample and random vectors. With stack=True the models go
     through one stacked network (one double backward for all); the estimates are the same.
+    method: "lanczos" (estimators.py: residuals, trace with its SE) or "pyhessian".
     """
     for m in models:
         m.eval()
@@ -120,42 +131,83 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
     for r in range(repeats):
         k = 0
         for group in groups:
-            g = torch.Generator().manual_seed(hessian_seed(seed, r))
+            sample_seed = hessian_seed(seed, r)
+            g = torch.Generator().manual_seed(sample_seed)
             if samples == "all" or samples >= len(y):
+                idx = torch.arange(len(y))
                 xs, ys = x, y
             else:
-                idx = torch.randperm(len(y), generator=g)[:samples].to(x.device)
-                xs, ys = x[idx], y[idx]
+                idx = torch.randperm(len(y), generator=g)[:samples]
+                xs, ys = x[idx.to(x.device)], y[idx.to(x.device)]
             if len(group) > 1:
                 net = stack_models(group).eval()
                 hvp = hessian.HVP(net, xs, ys, chunk=chunk, loss=stacked_loss(len(group)),
                                   blocks=len(group))
             else:
                 hvp = hessian.HVP(group[0], xs, ys, chunk=chunk)
-            tops = hessian.top_eigenvalues(hvp, max_iter, tol, generator=g)
             # Probes per pass: the forward-mode vᵀHv is 1.3-2x cheaper per probe at 4 than at 1
             # on CPU (benchmarks/bench_speed.py), where a batched double backward is no faster.
             per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1
-            trs = hessian.traces(hvp, max_iter, tol, generator=g, probes_per_pass=per_pass)
-            for top, tr in zip(tops, trs):
-                runs[k].append({"repeat": r, "samples": len(ys), "top": top.value,
-                                "top_iters": top.iterations, "top_converged": top.converged,
-                                "trace": tr.value, "trace_probes": tr.iterations,
-                                "trace_converged": tr.converged})
+            base = {"repeat": r, "samples": len(ys), "sample_seed": sample_seed,
+                    "sample_digest": sample_digest(idx), "method": method}
+            for row in _estimate(hvp, method, g, per_pass, max_iter=max_iter, tol=tol,
+                                 top_k=top_k, lanczos_steps=lanczos_steps,
+                                 trace_rel_se=trace_rel_se, trace_min_probes=trace_min_probes,
+                                 max_probes=max_probes):
+                runs[k].append({**base, **row})
                 k += 1
-    out = []
-    for rows in runs:
-        top_m, top_s = mean_std(row["top"] for row in rows)
-        tr_m, tr_s = mean_std(row["trace"] for row in rows)
-        out.append({"top": top_m, "top_repeat_std": top_s, "trace": tr_m,
-                    "trace_repeat_std": tr_s, "runs": rows})
-    return out
+    return [_per_model(rows) for rows in runs]
 
 
-def hessian_of(model, x, y, *, samples, max_iter, tol, repeats, chunk, seed) -> dict:
+def _estimate(hvp, method, g, per_pass, *, max_iter, tol, top_k, lanczos_steps, trace_rel_se,
+              trace_min_probes, max_probes) -> list[dict]:
+    """One run's rows, one per block of `hvp`."""
+    if method == "pyhessian":
+        tops = hessian.top_eigenvalues(hvp, max_iter, tol, generator=g)
+        trs = hessian.traces(hvp, max_iter, tol, generator=g, probes_per_pass=per_pass)
+        return [{"top": top.value, "top_iters": top.iterations, "top_converged": top.converged,
+                 "top_residual": math.nan, "trace": tr.value, "trace_se": tr.se,
+                 "trace_probes": tr.iterations, "trace_converged": tr.converged}
+                for top, tr in zip(tops, trs)]
+    cs = estimators.curvature(hvp, top_k=top_k, max_iter=max_iter, tol=tol,
+                              min_steps=lanczos_steps, rel_se=trace_rel_se,
+                              min_probes=trace_min_probes, max_probes=max_probes,
+                              probes_per_pass=per_pass, generator=g)
+    return [{"top": c.top, "top_iters": c.steps, "top_converged": c.eig_converged,
+             "top_residual": c.top_residual, "top_k": c.eigenvalues,
+             "top_k_residuals": c.residuals, "trace": c.trace, "trace_se": c.trace_se,
+             "trace_probes": c.trace_probes, "trace_converged": c.trace_converged,
+             "trace_deflated": c.deflated, "hvps": c.hvps} for c in cs]
+
+
+def _per_model(rows: list[dict]) -> dict:
+    """Means over repeats; the trace's SE is that of the mean of independent repeats, the
+    residual the largest (the least converged eigenpair)."""
+    top_m, top_s = mean_std(row["top"] for row in rows)
+    tr_m, tr_s = mean_std(row["trace"] for row in rows)
+    return {"top": top_m, "top_repeat_std": top_s, "trace": tr_m, "trace_repeat_std": tr_s,
+            "trace_se": _se_of_mean(row["trace_se"] for row in rows),
+            "top_residual": _worst(row["top_residual"] for row in rows), "runs": rows}
+
+
+def _se_of_mean(ses) -> float:
+    """SE of the mean of independent estimates with standard errors `ses`."""
+    v = [float(s) for s in ses]
+    if not v or not all(math.isfinite(s) for s in v):
+        return math.nan
+    return math.sqrt(sum(s * s for s in v)) / len(v)
+
+
+def _worst(values) -> float:
+    v = [float(x) for x in values]
+    return max(v) if v and all(math.isfinite(x) for x in v) else math.nan
+
+
+def hessian_of(model, x, y, *, samples, max_iter, tol, repeats, chunk, seed,
+               **estimator) -> dict:
     """One model's top eigenvalue and trace (see hessian_of_models)."""
     return hessian_of_models([model], x, y, samples=samples, max_iter=max_iter, tol=tol,
-                             repeats=repeats, chunk=chunk, seed=seed)[0]
+                             repeats=repeats, chunk=chunk, seed=seed, **estimator)[0]
 
 
 def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: list,
@@ -189,12 +241,18 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
         per_model[i].update(hessian_top=h["top"], hessian_trace=h["trace"],
                             hessian_top_repeat_std=h["top_repeat_std"],
                             hessian_trace_repeat_std=h["trace_repeat_std"],
+                            hessian_trace_se=h["trace_se"],
+                            hessian_top_residual=h["top_residual"],
                             hessian_runs=h["runs"])
 
     out = {"n_models": len(models), "n_diverged": len(models) - len(live)}
     for name in ("train_loss", "train_acc", "test_loss", "test_acc", "hessian_top",
                  "hessian_trace"):
         out[name], out[f"{name}_std"] = mean_std(r.get(name) for r in per_model)
+    # The probe error of the cell's mean trace (its _std is the spread over seeds), and the
+    # worst eigen residual of the cell's models.
+    out["hessian_trace_se"] = _se_of_mean(per_model[i]["hessian_trace_se"] for i in live)
+    out["hessian_top_residual"] = _worst(per_model[i]["hessian_top_residual"] for i in live)
 
     pairs = model_pairs(diverged)
     pnames = [n for n, _ in models[0].named_parameters()] if models else []

@@ -22,11 +22,14 @@ Eval-mode BatchNorm is folded into the convolution before it (fold.py): the same
 function of the same parameters, with a much cheaper double backward.
 
 Stopping rules are PyHessian's: stop when the relative change of the eigenvalue estimate,
-or of the running mean of vᵀHv, is below tol.
+or of the running mean of vᵀHv, is below tol (metrics.hessian.method: pyhessian). The
+default estimators, Lanczos and a deflated trace with a standard error, are in
+estimators.py and use these products.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -115,6 +118,7 @@ class Estimate:
     value: float
     iterations: int
     converged: bool
+    se: float = math.nan  # Hutchinson: sample std of vᵀHv / √probes (power iteration: none)
 
 
 def top_eigenvalues(hvp: HVP, max_iter: int, tol: float,
@@ -154,6 +158,7 @@ def traces(hvp: HVP, max_iter: int, tol: float, probes_per_pass: int = 1,
     """
     s = hvp.blocks
     sums, counts, est = [0.0] * s, [0] * s, [0.0] * s
+    squares = [0.0] * s
     done: list = [None] * s
     drawn = 0
 
@@ -169,12 +174,24 @@ def traces(hvp: HVP, max_iter: int, tol: float, probes_per_pass: int = 1,
                 if done[k] is not None:
                     continue
                 sums[k] += q[k]
+                squares[k] += q[k] * q[k]
                 counts[k] += 1
                 mean = sums[k] / counts[k]
                 if abs(mean - est[k]) / (abs(est[k]) + 1e-6) < tol:
-                    done[k] = Estimate(mean, counts[k], True)
+                    se = _se(sums[k], squares[k], counts[k])
+                    done[k] = Estimate(mean, counts[k], True, se)
                 est[k] = mean
-    return [d or Estimate(est[k], counts[k], False) for k, d in enumerate(done)]
+    return [d or Estimate(est[k], counts[k], False, _se(sums[k], squares[k], counts[k]))
+            for k, d in enumerate(done)]
+
+
+def _se(total: float, squares: float, n: int) -> float:
+    """Standard error of the mean of n values from their sum and sum of squares (the
+    estimate itself stays the running mean PyHessian's rule stops on)."""
+    if n < 2:
+        return math.nan
+    var = max(squares - total * total / n, 0.0) / (n - 1)
+    return math.sqrt(var / n)
 
 
 def top_eigenvalue(hvp: HVP, max_iter: int, tol: float,

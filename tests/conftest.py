@@ -21,7 +21,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 TINY_OVERRIDES = {
     "seed": 0,
     "noise": 0.0,
-    "data": {"dataset": "digits", "subset": 0.25},
+    "data": {"dataset": "digits", "subset": 0.25, "test_fraction": 0.2},  # 360 to train on
     "model": {"arch": "cnn", "width": 2},
     "grid": {"load": {"param": "width", "values": [1, 4]},
              "temperature": {"param": "batch_size", "values": [32, 128]},

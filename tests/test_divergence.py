@@ -62,11 +62,11 @@ def test_lr_10_on_the_tiny_grid_is_classified_diverged(tmp_path, tiny_params, pr
 
 @pytest.mark.parametrize("patch,message", [
     ({"data": {"subset": 0.003}},
-     "data.subset: 0.003 leaves 2 of 899 training samples; a cell needs at least 10 (one per "
-     "class), so the subset must be >= 0.0112"),
+     "data.subset: 0.003 leaves 4 of 1438 training samples; a cell needs at least 10 (one per "
+     "class), so the subset must be >= 0.00696"),
     ({"grid": {"load": {"param": "subset", "values": [0.5, 0.0001]},
                "temperature": {"param": "batch_size", "values": [32]}, "seeds": 2}},
-     "grid.load.values: subset 0.0001 leaves 1 of 899 training samples"),
+     "grid.load.values: subset 0.0001 leaves 1 of 1438 training samples"),
 ])
 def test_a_subset_too_small_to_train_is_refused_before_any_work(tmp_path, tiny_params, prepared,
                                                                 monkeypatch, patch, message):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_incremental import SMALL, make_project, set_grid, sh
+from project import SMALL, make_project, repro, set_grid, sh
 
 
 def tree_files(*roots: Path):
@@ -42,30 +42,32 @@ def sizes(*roots: Path) -> int:
     return sum(f.stat().st_size for f in tree_files(*roots))
 
 
+def footprint(proj: Path) -> str:
+    """Two lines: what the study made against what holds it on disk, in the copy `proj`."""
+    cells, models, cache = proj / ".cells", proj / "models", proj / ".dvc" / "cache"
+    made = sizes(models, proj / "reports" / "metrics.csv", proj / "reports" / "cells")
+    disk = held(cells, models, cache)
+    extra = disk - held(cells, models)  # what only the DVC cache holds
+    mb = 1e6
+    return (f"models + metrics {made / mb:.2f} MB; .cells {sizes(cells) / mb:.2f} MB, models "
+            f"{sizes(models) / mb:.2f} MB, .dvc/cache {sizes(cache) / mb:.2f} MB as files; held "
+            f"by the three, each inode once: {disk / mb:.2f} MB = {disk / made:.2f}x the results "
+            f"(target <= 1.2x)\nof which only in the DVC cache (prepared data, figures, "
+            f"tables, any model copy): {extra / mb:.2f} MB; the models and metrics alone: "
+            f"{held(cells, models) / made:.2f}x")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache-type", help="set DVC's cache.type to this first")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        proj = Path(tmp) / "proj"
-        make_project(proj)
+        proj = make_project(Path(tmp) / "proj")
         set_grid(proj, SMALL["load"], SMALL["temperature"])
         if args.cache_type:
             sh([sys.executable, "-m", "dvc", "config", "cache.type", args.cache_type], proj)
-        sh([sys.executable, "-m", "dvc", "repro", "-q"], proj)
-        cells, models, cache = proj / ".cells", proj / "models", proj / ".dvc" / "cache"
-        made = sizes(models, proj / "reports" / "metrics.csv", proj / "reports" / "cells")
-        disk = held(cells, models, cache)
-        mb = 1e6
-        print(f"cache.type {args.cache_type or '(.dvc/config)'}: models + metrics "
-              f"{made / mb:.2f} MB; .cells {sizes(cells) / mb:.2f} MB, models "
-              f"{sizes(models) / mb:.2f} MB, .dvc/cache {sizes(cache) / mb:.2f} MB as files")
-        print(f"held by .cells + models + .dvc/cache, each inode once: {disk / mb:.2f} MB = "
-              f"{disk / made:.2f}x the results (target <= 1.2x)")
-        # what the DVC cache holds besides models: prepared data, figures, tables
-        extra = held(cells, models, cache) - held(cells, models)
-        print(f"of which the DVC cache alone (prepared data, figures, tables, and any model "
-              f"copy): {extra / mb:.2f} MB")
+        repro(proj)
+        print(f"2x2 grid, cache.type {args.cache_type or '(.dvc/config)'}: " + footprint(proj))
 
 
 if __name__ == "__main__":

@@ -5,98 +5,98 @@
 
 In a temporary git + DVC copy of the project (its own cell store and DVC cache): a full
 `dvc repro`, then one more value in `grid.load.values` and `dvc repro` again. Prints both
-wall times, their ratio, and the new cells as a share of the full run's; what the second run costs
-above that share is fixed cost (DVC, Python and torch start-ups, prepare, the figures).
+wall times, their ratio and each stage's time in both runs: what the second run costs above
+its new cells' share is fixed cost (DVC, Python and torch start-ups, the figures).
 The 2x2 grid keeps every default setting but the grid: widths 2 and 8 at weight decay
-1e-4 and 1e-2, then width 4.
+1e-4 and 1e-2, then width 4. With --default it also prints the peak memory of the full
+run, the disk it left (bench_disk.py's accounting) and, with --estimators, compute-metrics
+on the same models with each Hessian method (fresh cell stores, one after the other).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
+from project import (
+    SMALL,
+    commit,
+    edit_params,
+    make_project,
+    peak_child_mib,
+    repro_stages,
+    set_grid,
+    sh,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"load": [2, 8], "temperature": [0.0001, 0.01], "add": 4}
-
-
-def sh(cmd, cwd) -> float:
-    # The stages import the copy's package, not the installed one: the numbers are those of
-    # the code copied, even while this checkout is edited.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(Path(cwd) / "src")}
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if res.returncode:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{res.stdout}\n{res.stderr}")
-    return time.perf_counter() - t0
+STAGE = [sys.executable, "stages/compute_metrics.py", "--data", "data/prepared", "--models",
+         "models"]
 
 
-def make_project(dst: Path) -> None:
-    """A fresh git + DVC repository holding this project's pipeline, nothing computed."""
-    skip = shutil.ignore_patterns(".venv", ".cells", "data", "models", "__pycache__",
-                                  "reports", ".git", "dvc.lock", "*.egg-info", ".pytest_cache",
-                                  ".ruff_cache")
+def estimator_stage(proj: Path, method: str) -> float:
+    """compute-metrics on the run's models with metrics.hessian.method, fresh store."""
+    name = f"params-{method}.yaml"
 
-    def ignore(folder, names):  # and the DVC cache and state of this checkout
-        extra = {"cache", "tmp"} if Path(folder).name == ".dvc" else set()
-        return set(skip(folder, names)) | (extra & set(names))
-    shutil.copytree(ROOT, dst, ignore=ignore)
-    sh(["git", "init", "-q"], dst)
-    sh(["git", "config", "user.email", "bench@example.com"], dst)
-    sh(["git", "config", "user.name", "bench"], dst)
-    sh(["git", "add", "-A"], dst)
-    sh(["git", "commit", "-qm", "bench"], dst)
-
-
-def set_grid(proj: Path, load=None, temperature=None) -> list:
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    if load is not None:
-        params["grid"]["load"]["values"] = load
-    if temperature is not None:
-        params["grid"]["temperature"]["values"] = temperature
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return params["grid"]["load"]["values"]
+    def edit(params):
+        params["metrics"]["hessian"]["method"] = method
+        params["store"]["path"] = f".cells-{method}"
+    text = (proj / "params.yaml").read_text()
+    edit_params(proj, edit)
+    (proj / name).write_text((proj / "params.yaml").read_text())
+    (proj / "params.yaml").write_text(text)
+    out = proj / f"out-{method}"
+    return sh([*STAGE, "--params", name, "--out", out / "metrics.csv", "--curves",
+               out / "curves.csv", "--cells", out / "cells"], proj)
 
 
-def measure(default: bool) -> dict:
+def measure(default: bool, estimators: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        proj = Path(tmp) / "proj"
-        make_project(proj)
+        proj = make_project(Path(tmp) / "proj")
         if default:
-            load = set_grid(proj)
-            add = 3
+            load, add = set_grid(proj), 3
         else:
-            load = set_grid(proj, SMALL["load"], SMALL["temperature"])
-            add = SMALL["add"]
-        full = sh([sys.executable, "-m", "dvc", "repro", "-q"], proj)
-        sh(["git", "add", "-A"], proj)
-        sh(["git", "commit", "-qm", "full run"], proj)
+            load, add = set_grid(proj, SMALL["load"], SMALL["temperature"]), SMALL["add"]
+        commit(proj, "grid")
+        full, full_stages = repro_stages(proj)
+        out = {"load": load, "add": add, "full": full, "full_stages": full_stages,
+               "share": 1 / len(load), "peak_mib": peak_child_mib()}
+        if default:
+            from bench_disk import footprint
+            out["disk"] = footprint(proj)
+        commit(proj, "full run")
         set_grid(proj, sorted([*load, add]))
-        more = sh([sys.executable, "-m", "dvc", "repro", "-q"], proj)
-        return {"load": load, "add": add, "full": full, "more": more,
-                "share": 1 / len(load)}
+        out["more"], out["more_stages"] = repro_stages(proj)
+        if estimators:
+            for method in ("pyhessian", "lanczos"):
+                out[f"stage_{method}"] = estimator_stage(proj, method)
+        return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--default", action="store_true",
                     help="the default grid of params.yaml instead of the 2x2 one")
+    ap.add_argument("--estimators", action="store_true",
+                    help="then compute-metrics with method pyhessian and lanczos (fresh stores)")
     args = ap.parse_args(argv)
-    r = measure(args.default)
+    r = measure(args.default, args.estimators)
     grid = "default grid" if args.default else "2x2 grid"
-    print(f"{grid}, load values {r['load']}: full dvc repro {r['full']:.1f} s")
+    print(f"{grid}, load values {r['load']}: full dvc repro {r['full']:.1f} s "
+          f"(peak memory of a stage or worker {r['peak_mib']:.0f} MiB)")
     print(f"add load value {r['add']}: {r['more']:.1f} s = {r['more'] / r['full']:.0%} of the "
-          f"full run (the new cells are {r['share']:.0%} of the full run's cells; target <= "
+          f"full run (one load value is {r['share']:.0%} of the full run's cells; target <= "
           "60% on the 2x2 grid)")
+    print("| stage | full run | one more load value |\n|---|---|---|")
+    for name, secs in r["full_stages"].items():
+        print(f"| {name} | {secs:.1f} s | {r['more_stages'].get(name, 0.0):.1f} s |")
+    if "disk" in r:
+        print(r["disk"])
+    if args.estimators:
+        old, new = r["stage_pyhessian"], r["stage_lanczos"]
+        print(f"compute-metrics alone on the {len(r['load']) + 1}-value grid's models, empty "
+              f"store: method pyhessian {old:.1f} s, lanczos {new:.1f} s = {new / old:.2f}x")
 
 
 if __name__ == "__main__":

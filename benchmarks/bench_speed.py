@@ -1,6 +1,6 @@
 """The project's heavy paths against the straightforward way, same process, same inputs.
 
-    python benchmarks/bench_speed.py [--reps 3] [--repro] [--only train|hessian|curve]
+    python benchmarks/bench_speed.py [--reps 3] [--only train|hessian|curve]
 
 1. training every seed of a cell: train_cell (seeds stacked where that pays, tensors
    batched by index, fused SGD) against the paper code's way (one model at a time, a
@@ -9,7 +9,7 @@
    in all and part by part (power iteration; Hutchinson);
 3. one mode-connectivity curve, fit and evaluated: ours against a plain per-step loop
    (DataLoader batches, every path point measured on its own);
-4. with --repro, the default `dvc repro` in a temporary copy: wall time and peak memory.
+(The default `dvc repro`'s wall time and peak memory: bench_incremental.py --default.)
 Prints a markdown table: case, ours, theirs, ratio, and a check that results agree.
 Both ways run in this one process with the allocator setting the project's workers use
 (executor.tune_allocator; --plain-allocator leaves glibc's default).
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,12 +30,15 @@ from common import compare, digits_train, machine, trained_model
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
+from landscape_taxonomy import grid, pipeline
+from landscape_taxonomy.config import parse_params
 from landscape_taxonomy.executor import tune_allocator
 from landscape_taxonomy.metrics import curves
 from landscape_taxonomy.metrics.cell import error_with_fresh_bn, hessian_of_models
 from landscape_taxonomy.models import build_model
 from landscape_taxonomy.train import Recipe, train_cell, use_vectorized
 
+ROOT = Path(__file__).resolve().parents[1]
 ROWS = []
 
 
@@ -85,14 +90,18 @@ def bench_training(x, y, reps):
         loss = res[0].log[-1]["train_loss"]
         row(f"1. train 3 seeds, cnn width {width}, batch {bs}, 5 epochs ({how(width, recipe)})",
             ours, theirs, f"final loss {loss:.3f}")
-    # The default grid's 20 cells: where training time actually goes (small batches: most
-    # steps) decides the study's speed.
-    cells = [(w, Recipe.from_config(batch_size=b, max_epochs=3, stop_tol=0.0))
-             for w in (1, 2, 4, 8, 16) for b in (16, 64, 256, 1024)]
+    # Every cell of the default grid (params.yaml), 3 epochs each: where the study's
+    # training time actually goes.
+    p = parse_params(ROOT / "params.yaml")
+    cells = [(c.width, dataclasses.replace(pipeline.recipe_of(p, c), max_epochs=3,
+                                           stop_tol=0.0)) for c in grid.cells(p)]
     ours, theirs, _, _ = compare(
         lambda _: [ours_training(w, x, y, r) for w, r in cells],
         lambda _: [paper_style_training(w, x, y, r, [0, 1, 2]) for w, r in cells], reps)
-    row("1. train 3 seeds of every default-grid cell (widths 1-16 x batch 16-1024), 3 epochs",
+    g = p.grid
+    row(f"1. train 3 seeds of every default-grid cell ({g.load.param} "
+        f"{min(g.load.values):g}-{max(g.load.values):g} x {g.temperature.param} "
+        f"{min(g.temperature.values):g}-{max(g.temperature.values):g}), 3 epochs",
         ours, theirs, "")
 
 
@@ -243,39 +252,9 @@ def bench_curve(x, y, reps, epochs=20):
             f"mc {res['mc']:.2f} vs {mc:.2f} (different batch order)")
 
 
-# -- 4. dvc repro ------------------------------------------------------------------------
-
-def bench_repro():
-    import resource
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        dst = Path(tmp) / "proj"
-        shutil.copytree(root, dst, ignore=shutil.ignore_patterns(
-            ".venv", ".cells", "data", "models", "__pycache__", "reports", ".git", "dvc.lock"))
-        env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:"
-               + __import__("os").environ["PATH"]}
-        for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q", "-f"]):
-            subprocess.run(cmd, cwd=dst, check=True, env=env)
-        shutil.copytree(root / ".dvc" / "plots", dst / ".dvc" / "plots", dirs_exist_ok=True)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=dst, check=True, env=env)
-        wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    ROWS.append(f"| 4. default `dvc repro` (empty cell store) | {wall:.0f} s | | | "
-                f"peak memory {peak:.0f} MiB |")
-    print(ROWS[-1], flush=True)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--repro", action="store_true")
     ap.add_argument("--only", choices=["train", "hessian", "curve"], default=None)
     ap.add_argument("--plain-allocator", action="store_true")
     args = ap.parse_args()
@@ -290,8 +269,6 @@ def main():
         bench_hessian(x, y, args.reps)
     if args.only in (None, "curve"):
         bench_curve(x, y, args.reps)
-    if args.repro:
-        bench_repro()
 
 
 if __name__ == "__main__":

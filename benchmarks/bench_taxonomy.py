@@ -14,38 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from common import machine
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sh(cmd, cwd) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1"}
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
-
-
-def fresh_copy(tmp: Path) -> Path:
-    proj = tmp / "proj"
-    shutil.copytree(ROOT, proj, ignore=shutil.ignore_patterns(
-        ".venv", ".cells", "data", "models", "__pycache__", "reports", ".git", "dvc.lock"))
-    (proj / "reports").mkdir()
-    sh(["git", "init", "-q"], proj)
-    sh(["git", "add", "-A"], proj)
-    sh(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "b"], proj)
-    return proj
+from project import edit_params, make_project, repro
 
 
 def describe(proj: Path) -> pd.DataFrame:
@@ -74,18 +48,19 @@ def main():
     args = ap.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
-        proj = fresh_copy(Path(tmp))
-        secs = sh(["dvc", "repro", "-q"], proj)
+        proj = make_project(Path(tmp) / "proj")
+        secs = repro(proj)
         print(f"default dvc repro (fresh copy, empty store): {secs:.0f} s")
         base = describe(proj)
         if args.skip_budget:
             return
         metrics = pd.read_csv(proj / "reports/metrics.csv")
-        params = yaml.safe_load((proj / "params.yaml").read_text())
-        epochs = params["metrics"]["curve"]["epochs"]
-        params["metrics"]["curve"]["epochs"] = 2 * epochs
-        (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        secs = sh(["dvc", "repro", "-q"], proj)
+        epochs = edit_params(proj, lambda p: p)["metrics"]["curve"]["epochs"]
+
+        def double(params):
+            params["metrics"]["curve"]["epochs"] = 2 * epochs
+        edit_params(proj, double)
+        secs = repro(proj)
         print(f"\ncurves at {2 * epochs} epochs instead of {epochs} (models reused): "
               f"{secs:.0f} s")
         doubled = pd.read_csv(proj / "reports/metrics.csv")

@@ -18,6 +18,7 @@ from landscape_taxonomy.config import ConfigError, parse_params
 from landscape_taxonomy.io import atomic_dir, atomic_write_text
 from landscape_taxonomy.report import CONTRACT
 from landscape_taxonomy.store import MANIFEST, CellStore, CorruptCell
+from landscape_taxonomy.tasks import TrainTask
 from landscape_taxonomy.train import TrainResult
 
 
@@ -175,10 +176,10 @@ def test_two_runs_sharing_a_store_train_a_cell_once(tmp_path, prepared, tiny_par
     p = one_cell(tiny_params, tmp_path / "store")
     (cell,) = grid.cells(p)
     key = pipeline.train_key(p, cell, pipeline._prepared(str(prepared)))
-    task = {"key": key, "cell_id": cell.cell_id, "cell": cell.train_config(),
-            "recipe": asdict(pipeline.recipe_of(p, cell)), "prepared": str(prepared),
-            "store": str(tmp_path / "store"), "device": "cpu", "vectorize": False,
-            "threads": 1}
+    task = TrainTask(key=key, cell_id=cell.cell_id, store=str(tmp_path / "store"),
+                     on_corrupt="recompute", prepared=str(prepared), device="cpu",
+                     vectorize=False, threads=1, cell=cell.train_config(),
+                     recipe=asdict(pipeline.recipe_of(p, cell)))
     calls = []
 
     def slow_training(**kw):
@@ -191,7 +192,7 @@ def test_two_runs_sharing_a_store_train_a_cell_once(tmp_path, prepared, tiny_par
 
     def run():  # flock works per open file, so two threads lock like two processes
         try:
-            out.append(pipeline.train_task(dict(task)))
+            out.append(pipeline.train_task(task))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
     threads = [threading.Thread(target=run) for _ in range(2)]

@@ -1,8 +1,9 @@
 """Fan grid cells out to workers: local processes, or tasks on a Ray cluster.
 
 DVC runs one stage at a time, so train-grid and compute-metrics spread their cells
-themselves. A task is a picklable dict handed to a top-level function that writes its
-result into the cell store and returns a small summary; a task that raises is reported
+themselves. A task is a picklable value (the pipeline's are tasks.py's dataclasses) handed
+to a top-level function that writes its result into the cell store and returns a small
+summary; a task that raises is reported
 as failed (with its traceback) and the others go on.
 
 Faults: SIGINT and SIGTERM stop the workers (terminate, then kill after a short grace)
@@ -31,6 +32,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from .config import ConfigError
 from .progress import Progress
@@ -235,7 +237,7 @@ def _reclaim_signals() -> None:
             signal.signal(s, _HANDLER[-1])
 
 
-def run_tasks(fn: Callable[[dict], dict], tasks: list[dict], *, kind: str = "local",
+def run_tasks(fn: Callable[[Any], dict], tasks: list, *, kind: str = "local",
               workers="auto", workers_per_gpu: int = 1, device: str = "auto",
               address=None, num_cpus: float = 1, num_gpus: float = 0,
               connect_timeout: float = 30, label: str = "cells",

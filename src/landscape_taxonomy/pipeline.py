@@ -5,7 +5,8 @@
 
 train and metrics work cell by cell through the cell store: a cell whose key is already
 there is reused, the rest fan out to the executor, and the stage output is then assembled
-from the store in one atomic step. The `*_task` functions are what a worker runs.
+from the store in one atomic step. The `*_task` functions are what a worker runs, each
+given one tasks.TrainTask or tasks.MetricsTask.
 
 torch and pandas are imported where a cell is computed or a table written, not here: a
 stage whose cells all come from the store computes their keys and assembles its output
@@ -28,6 +29,7 @@ from .data import DataError
 from .io import atomic_dir, number_text, write_csv, write_json
 from .recipe import Recipe
 from .store import CellStore, verify
+from .tasks import MetricsTask, TrainTask
 
 
 class CellsFailed(RuntimeError):
@@ -44,7 +46,7 @@ class CellsFailed(RuntimeError):
         o, log = failed[first], logs[first]
         text = (o.get("message") or o["error"]).strip().splitlines()
         text = text[0] if text else ""
-        cell = o["task"]["cell_id"]
+        cell = o["task"].cell_id
         more = (f" ({len(failed) - 1} more of {total} cells failed; logs in {log.parent})"
                 if len(failed) > 1 else "")
         if self.internal:
@@ -156,35 +158,34 @@ def _prepared(folder: str) -> data_mod.Prepared:
     return _PREPARED[folder][1]
 
 
-def train_task(task: dict) -> dict:
+def train_task(task: TrainTask) -> dict:
     """Worker: train every seed of one cell into the store (no-op if already there)."""
-    store = CellStore(task["store"], task.get("on_corrupt", "recompute"))
-    key, cell_id = task["key"], task["cell_id"]
+    store = CellStore(task.store, task.on_corrupt)
     # The cell's lock: a run sharing the store that got here first trains it, this one
     # waits and reuses it.
-    with store.claim("train", key, cell_id) as done:
+    with store.claim("train", task.key, task.cell_id) as done:
         if done:
-            return json.loads((store.path("train", key) / "info.json").read_text())
-        with pinned_threads(task.get("threads")):
+            return json.loads((store.path("train", task.key) / "info.json").read_text())
+        with pinned_threads(task.threads):
             return _train_locked(task, store)
 
 
-def _train_locked(task: dict, store: CellStore) -> dict:
+def _train_locked(task: TrainTask, store: CellStore) -> dict:
     import pandas as pd
     import torch
 
-    key = task["key"]
-    cell, prep = task["cell"], _prepared(task["prepared"])
+    key = task.key
+    cell, prep = task.cell, _prepared(task.prepared)
     x, y = prep.train_set(cell["noise"], cell["subset"])
-    device = resolve_device(task["device"])
+    device = resolve_device(task.device)
     t0 = time.monotonic()
     results = train_cell(arch=cell["arch"], width=cell["width"],
                          input_shape=prep.manifest["input_shape"], n_classes=prep.n_classes,
-                         x=x, y=y, recipe=Recipe(**task["recipe"]), seeds=list(cell["seeds"]),
-                         device=device, vectorize=task["vectorize"])
+                         x=x, y=y, recipe=Recipe(**task.recipe), seeds=list(cell["seeds"]),
+                         device=device, vectorize=task.vectorize)
     # No names, no timings: the store is content-addressed, and what a cell holds must not
     # depend on which grid first computed it (the cell_id is in models/index.json).
-    info = {"key": key, "cell": cell, "recipe": task["recipe"],
+    info = {"key": key, "cell": cell, "recipe": task.recipe,
             "n_train": len(y), "device": str(device), "torch_threads": torch.get_num_threads(),
             "diverged": [r.diverged for r in results], "epochs": [r.epochs for r in results],
             "best_epoch": [r.best_epoch for r in results],
@@ -197,8 +198,8 @@ def _train_locked(task: dict, store: CellStore) -> dict:
                             for row in r.log])
         log.to_csv(tmp / "log.csv", index=False)
         (tmp / "info.json").write_text(json.dumps(info, indent=1))
-    store.log_path("train", task["cell_id"]).write_text(
-        f"{task['cell_id']} key={key} device={device} {seconds:.1f}s "
+    store.log_path("train", task.cell_id).write_text(
+        f"{task.cell_id} key={key} device={device} {seconds:.1f}s "
         f"epochs={info['epochs']} diverged={info['diverged']}\n")
     return info
 
@@ -226,8 +227,8 @@ def _run(fn, tasks, p: Params, label: str, total: int, stage: str):
 def _failure_log(store: CellStore, stage: str, out: dict) -> Path:
     """The failed cell's log in the store: what failed and the whole traceback."""
     task = out["task"]
-    path = store.log_path(stage, task["cell_id"])
-    path.write_text(f"{task['cell_id']} key={task['key']} FAILED: {out['error']}\n"
+    path = store.log_path(stage, task.cell_id)
+    path.write_text(f"{task.cell_id} key={task.key} FAILED: {out['error']}\n"
                     f"{out.get('trace') or ''}")
     return path
 
@@ -243,11 +244,11 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
         key = train_key(p, cell, prep)
         entries.append({"cell_id": cell.cell_id, "key": key, **asdict(cell)})
         if not store.has("train", key, cell.cell_id):  # verifies its checksums
-            tasks.append({"key": key, "cell_id": cell.cell_id, "cell": cell.train_config(),
-                          "recipe": asdict(recipe_of(p, cell)), "prepared": str(prepared_dir),
-                          "store": str(store.root), "on_corrupt": p.store.on_corrupt,
-                          "device": p.train.device, "vectorize": p.train.vectorize,
-                          "threads": cell_threads(p)})
+            tasks.append(TrainTask(
+                key=key, cell_id=cell.cell_id, store=str(store.root),
+                on_corrupt=p.store.on_corrupt, prepared=str(prepared_dir),
+                device=p.train.device, vectorize=p.train.vectorize, threads=cell_threads(p),
+                cell=cell.train_config(), recipe=asdict(recipe_of(p, cell))))
     _run(train_task, tasks, p, "train-grid", len(entries), "train")
     with atomic_dir(out_dir) as tmp:
         for e in entries:  # checksums.json travels along: compute-metrics checks it
@@ -258,43 +259,43 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
 
 # -- metrics -----------------------------------------------------------------------------
 
-def metrics_task(task: dict) -> dict:
+def metrics_task(task: MetricsTask) -> dict:
     """Worker: every metric of one cell into the store (no-op if already there)."""
-    store = CellStore(task["store"], task.get("on_corrupt", "recompute"))
-    with store.claim("metrics", task["key"], task["cell_id"]) as done:
+    store = CellStore(task.store, task.on_corrupt)
+    with store.claim("metrics", task.key, task.cell_id) as done:
         if done:
-            return json.loads((store.path("metrics", task["key"]) / "result.json").read_text())
-        with pinned_threads(task.get("threads")):
+            return json.loads((store.path("metrics", task.key) / "result.json").read_text())
+        with pinned_threads(task.threads):
             return _metrics_locked(task, store)
 
 
-def _metrics_locked(task: dict, store: CellStore) -> dict:
+def _metrics_locked(task: MetricsTask, store: CellStore) -> dict:
     import torch
 
     from .metrics.cell import cell_metrics
 
-    key = task["key"]
-    folder, prep = Path(task["models"]), _prepared(task["prepared"])
+    key = task.key
+    folder, prep = Path(task.models), _prepared(task.prepared)
     info = json.loads((folder / "info.json").read_text())
     cell = info["cell"]
     states = [torch.load(folder / f"seed_{i}.pt", weights_only=True)
               for i in range(len(cell["seeds"]))]
     x, y = prep.train_set(cell["noise"], cell["subset"])
-    device = resolve_device(task["device"])
+    device = resolve_device(task.device)
     t0 = time.monotonic()
     res = cell_metrics(arch=cell["arch"], width=cell["width"],
                        input_shape=prep.manifest["input_shape"], n_classes=prep.n_classes,
                        states=states, diverged=info["diverged"], x_train=x, y_train=y,
-                       x_test=prep.x_test, y_test=prep.y_test, hessian_cfg=task["hessian"],
-                       curve_cfg=task["curve"], cka_cfg=task["cka"], seed=task["seed"],
-                       device=device, vectorize=task["vectorize"])
+                       x_test=prep.x_test, y_test=prep.y_test, hessian_cfg=task.hessian,
+                       curve_cfg=task.curve, cka_cfg=task.cka, seed=task.seed,
+                       device=device, vectorize=task.vectorize)
     res.update(key=key, train_key=info["key"], seeds=cell["seeds"],
                n_train=len(y))
     seconds = time.monotonic() - t0  # the store's log only: DVC outputs stay byte-identical
     with store.writer("metrics", key) as tmp:
         (tmp / "result.json").write_text(json.dumps(res, indent=1, default=float))
-    store.log_path("metrics", task["cell_id"]).write_text(
-        f"{task['cell_id']} key={key} {seconds:.1f}s\n")
+    store.log_path("metrics", task.cell_id).write_text(
+        f"{task.cell_id} key={key} {seconds:.1f}s\n")
     return res
 
 
@@ -344,13 +345,12 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
         keys.append(key)
         if not store.has("metrics", key, e["cell_id"]):  # verifies its checksums
             check_models(Path(models_dir) / e["cell_id"])
-            tasks.append({"key": key, "cell_id": e["cell_id"],
-                          "models": str(Path(models_dir) / e["cell_id"]),
-                          "prepared": str(prepared_dir), "store": str(store.root),
-                          "on_corrupt": p.store.on_corrupt, "threads": cell_threads(p),
-                          "device": p.train.device, "vectorize": p.train.vectorize,
-                          "seed": p.seed, "hessian": m["hessian"],
-                          "curve": m["curve"], "cka": m["cka"]})
+            tasks.append(MetricsTask(
+                key=key, cell_id=e["cell_id"], store=str(store.root),
+                on_corrupt=p.store.on_corrupt, prepared=str(prepared_dir),
+                device=p.train.device, vectorize=p.train.vectorize, threads=cell_threads(p),
+                models=str(Path(models_dir) / e["cell_id"]), seed=p.seed,
+                hessian=m["hessian"], curve=m["curve"], cka=m["cka"]))
     _run(metrics_task, tasks, p, "compute-metrics", len(index), "metrics")
 
     rows, curve_rows = [], []

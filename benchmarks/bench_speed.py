@@ -31,7 +31,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape_taxonomy import grid, pipeline
-from landscape_taxonomy.config import parse_params
+from landscape_taxonomy.config import load_params
 from landscape_taxonomy.executor import tune_allocator
 from landscape_taxonomy.metrics import curves
 from landscape_taxonomy.metrics.cell import error_with_fresh_bn, hessian_of_models
@@ -92,7 +92,7 @@ def bench_training(x, y, reps):
             ours, theirs, f"final loss {loss:.3f}")
     # Every cell of the default grid (params.yaml), 3 epochs each: where the study's
     # training time actually goes.
-    p = parse_params(ROOT / "params.yaml")
+    p = load_params(ROOT / "params.yaml")
     cells = [(c.width, dataclasses.replace(pipeline.recipe_of(p, c), max_epochs=3,
                                            stop_tol=0.0)) for c in grid.cells(p)]
     ours, theirs, _, _ = compare(

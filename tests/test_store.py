@@ -242,6 +242,36 @@ def test_what_a_killed_writer_left_is_cleared_by_the_next_writer_of_that_cell(tm
     assert store.has("train", "k3")
 
 
+def test_a_stage_output_left_half_written_by_a_killed_run_is_cleared_by_the_next_write(
+        tmp_path):
+    # A real writer killed with SIGKILL mid-write, as `kill -9` of a stage would be.
+    import signal
+    import subprocess
+    import sys
+    target = tmp_path / "models"
+    code = ("import sys, time; from pathlib import Path; from landscape_taxonomy.io import "
+            "atomic_dir\nwith atomic_dir(Path(sys.argv[1])) as tmp:\n"
+            "    (tmp / 'seed_0.pt').write_text('half'); print('in', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "in"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (left,) = hidden(tmp_path)
+    assert left.startswith(".models.tmp-")
+    # a live writer's folder (this process) and another host's stay: they may be at work
+    import socket
+    host = socket.gethostname().replace("-", "_")
+    live = tmp_path / f".models.tmp-{host}-{os.getpid()}-live"
+    other = tmp_path / ".models.tmp-elsewhere-1-x"
+    live.mkdir()
+    other.mkdir()
+    with atomic_dir(target) as tmp:
+        (tmp / "seed_0.pt").write_text("whole")
+    assert (target / "seed_0.pt").read_text() == "whole"
+    assert hidden(tmp_path) == sorted([live.name, other.name])
+
+
 def test_folders_and_files_follow_the_umask(tmp_path):
     old = os.umask(0o002)
     try:

@@ -1,10 +1,12 @@
 """Atomic writes: a file or folder appears complete or not at all.
 
 A run killed mid-write leaves only a hidden temporary next to the target
-(`.<name>.tmp-*`), which no reader ever opens; `sweep_stale` removes such leftovers where
-the caller knows no other writer of that target is alive (the cell store does it under
-the cell's lock). Files and folders get the modes the umask gives (`tempfile` makes
-them 0600/0700, which breaks a store or an output shared by a group).
+(`.<name>.tmp-<host>-<pid>-*`), which no reader ever opens. The next atomic write of that
+target removes the leftovers of writers on this host that are no longer running (a
+`kill -9` of a stage, say); `sweep_stale` removes every leftover where the caller knows no
+other writer of the target is alive (the cell store does it under the cell's lock).
+Files and folders get the modes the umask gives (`tempfile` makes them 0600/0700, which
+breaks a store or an output shared by a group).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -55,6 +58,39 @@ def sweep_stale(target: str | Path, tags=TEMP_TAGS) -> None:
                     p.unlink()
 
 
+def _writer_tag(kind: str) -> str:
+    """`.tmp-<host>-<pid>-`: who is writing, so a later writer can tell a dead one's leftover
+    from a live one's work."""
+    host = socket.gethostname().replace("-", "_") or "host"
+    return f"{kind}{host}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_dead(target: str | Path) -> None:
+    """Remove the leftovers next to `target` of writers on this host whose process has
+    ended; a live writer's, another host's, and unnamed ones stay."""
+    target = Path(target)
+    host = socket.gethostname().replace("-", "_") or "host"
+    for tag in TEMP_TAGS:
+        for p in target.parent.glob(f".{target.name}{tag}{host}-*"):
+            pid = p.name[len(f".{target.name}{tag}{host}-"):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path):
     """Yield a temporary folder; on success it replaces `target` in one rename.
@@ -65,7 +101,9 @@ def atomic_dir(target: str | Path):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    sweep_dead(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{_writer_tag('.tmp-')}",
+                                dir=target.parent))
     aside = []
     try:
         _default_mode(tmp, 0o777)
@@ -78,7 +116,8 @@ def atomic_dir(target: str | Path):
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR,
                                    errno.EISDIR):
                     raise
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}{_writer_tag('.old-')}",
+                                        dir=target.parent))
             aside.append(old)
             with contextlib.suppress(FileNotFoundError):  # another writer moved it first
                 os.replace(target, old / target.name)
@@ -96,7 +135,8 @@ def atomic_dir(target: str | Path):
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    sweep_dead(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_writer_tag('.tmp-')}", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w") as f:

@@ -58,6 +58,13 @@ def test_api_reproduces_the_pipeline_numbers(tmp_path, tiny_params):
     with pytest.raises(ValueError, match="pairs"):
         api.mode_connectivity(cell, 1, 0, params=p)
     assert details["provenance"]["torch"]
+    # a model file changed since train-grid wrote it is refused, naming it
+    state = tmp_path / "models" / cell_id / "seed_2.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    state.write_bytes(bytes(data))
+    with pytest.raises(pipeline.DataError, match="seed_2.pt does not match its checksum"):
+        api.load_cell(tmp_path / "models" / cell_id, tmp_path / "prepared", params=p)
 
 
 def test_api_defaults_are_the_schema_defaults(monkeypatch):

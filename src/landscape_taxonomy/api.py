@@ -34,6 +34,7 @@ from .metrics.cell import (
 )
 from .metrics.similarity import l2_distance, linear_cka, mixup_points
 from .models import build_model
+from .pipeline import check_models
 from .train import resolve_device
 
 __all__ = ["Cell", "load_cell", "evaluate", "hessian", "mode_connectivity", "cka", "l2"]
@@ -73,8 +74,11 @@ def _settings(section, prefix: str, given: dict) -> dict:
 def load_cell(cell_dir: str | Path, prepared_dir: str | Path = "data/prepared",
               device: str | None = None, params=None) -> Cell:
     """A cell folder of the train-grid output (models/<cell_id>) and the prepared data it
-    trained on; `device` defaults to params' train.device."""
+    trained on; `device` defaults to params' train.device. The folder must match the
+    checksums train-grid wrote into it (as compute-metrics checks), or DataError says what
+    differs."""
     cell_dir = Path(cell_dir)
+    check_models(cell_dir)
     info = json.loads((cell_dir / "info.json").read_text())
     prep = Prepared(prepared_dir)
     dev = resolve_device(device or _params(params).train.device)

@@ -92,7 +92,8 @@ def train_command(params: Path = PARAMS,
                   out: Path = typer.Option(Path("models"), help="models folder to write")):
     """Train every seed of every grid cell (reusing finished cells from the store)."""
     p = load_params(params)
-    from . import pipeline
+    from . import executor, pipeline
+    executor.stop_with_dvc()
     entries = pipeline.train(p, data, out)
     typer.echo(f"trained grid: {len(entries)} cells in {out}")
 
@@ -107,7 +108,8 @@ def metrics_command(params: Path = PARAMS,
                     cells: Path = typer.Option(Path("reports/cells"), help="per-cell details")):
     """Measure every cell's loss landscape: losses, Hessian, mc, CKA, L2."""
     p = load_params(params)
-    from . import pipeline
+    from . import executor, pipeline
+    executor.stop_with_dvc()
     table = pipeline.compute_metrics(p, data, models, out, curves, cells)
     typer.echo(f"metrics of {len(table)} cells -> {out}")
 

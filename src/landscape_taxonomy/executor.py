@@ -32,6 +32,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
@@ -303,6 +304,59 @@ def _die_with_parent(parent_pid: int) -> None:
             time.sleep(1.0)
         os._exit(1)
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _proc_stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a running process, from /proc; None once it has ended
+    (a zombie counts as ended)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+    return None if fields[0] in ("Z", "X") else (int(fields[1]), fields[19])
+
+
+def _is_dvc(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(os.path.basename(a) in (b"dvc", b"dvc.exe") or a == b"dvc" for a in argv[:3])
+
+
+def stop_with_dvc() -> bool:
+    """Stop this stage, as SIGTERM does (workers stopped, finished cells kept, exit 143),
+    when the `dvc repro` that started it ends: DVC passes Ctrl-C on (the terminal sends it
+    to the whole group) but not a SIGTERM or kill -9 of its own process, and the stage would
+    run on with nobody to record its outputs. Looks up to three ancestors (DVC runs the
+    command through a shell) on Linux; returns whether a DVC process is being watched. A
+    thread polls it: PR_SET_PDEATHSIG would fire when the parent's thread ends, and only
+    for the direct parent."""
+    if not sys.platform.startswith("linux"):
+        return False
+    pid, me = os.getppid(), os.getpid()
+    for _ in range(3):
+        if pid <= 1:
+            return False
+        if _is_dvc(pid):
+            break
+        stat = _proc_stat(pid)
+        if stat is None:
+            return False
+        pid = stat[0]
+    else:
+        return False
+    born = _proc_stat(pid)
+    if born is None:
+        return False
+
+    def watch():
+        while (_proc_stat(pid) or (0, None))[1] == born[1]:  # the same process, still running
+            time.sleep(0.5)
+        os.kill(me, signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True, name="dvc-watch").start()
+    return True
 
 
 def _worker_entry() -> None:

@@ -1,0 +1,262 @@
+"""Hessian estimators and engines: accuracy and cost, old against new, measured.
+
+    python benchmarks/bench_curvature.py [--widths 1 4 16] [--seeds 5] [--epochs 10]
+        [--resnet-widths 8 16 32] [--resnet-device cuda|cpu] [--json PATH] [--quick]
+    python benchmarks/bench_curvature.py --quick --resnet-device cpu   # smoke run, CPU
+
+1. CPU, estimators (metrics.hessian.method): pyhessian (power iteration + Hutchinson with
+   PyHessian's stop rules) against lanczos (Lanczos top eigenvalue with its residual, trace
+   deflated by the Lanczos basis, stopped at SE/|trace| <= trace_rel_se), both with the
+   schema defaults (HessianConfig()) through cell._estimate, the function production runs.
+   One trained cnn per width, the production sample of 500 points (study seed 0, repeat 0),
+   and --seeds probe generators on that same sample. The reference is the exact trace and
+   top eigenvalue of the dense Hessian (autograd products, a code path independent of
+   second_order.py) up to DENSE_MAX parameters, else a long Lanczos run, labelled so.
+2. Engines, HVP(engine="autograd") (double backward) against engine="auto" (hand-derived
+   rules, second_order.py) on paper-size ResNet18: time per H v (power iteration, Lanczos)
+   and per vᵀHv probe (Hutchinson), and their agreement. Runs on CUDA when present; on a
+   CPU-only machine only with --resnet-device cpu, at a tiny width and 32 samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+
+import torch
+from common import compare, digits_train, machine, trained_model
+
+from landscape_taxonomy.config import HessianConfig
+from landscape_taxonomy.metrics import estimators, hessian
+from landscape_taxonomy.metrics.cell import _estimate, hessian_seed
+from landscape_taxonomy.models import build_model
+
+DENSE_MAX = 2000  # parameters: the dense Hessian costs this many products, float64
+
+
+def production_sample(x, y, n, seed=0):
+    """The indices hessian_of_models draws for study seed `seed`, repeat 0."""
+    g = torch.Generator().manual_seed(hessian_seed(seed, 0))
+    return torch.arange(len(y)) if n >= len(y) else torch.randperm(len(y), generator=g)[:n]
+
+
+def run_estimator(model, xs, ys, cfg, method, probe_seed):
+    """One model's row as production computes it (HVP built inside: production pays it too),
+    but with the probe generator seeded apart from the sample."""
+    hvp = hessian.HVP(model, xs, ys, chunk=cfg.chunk)
+    per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1
+    g = torch.Generator().manual_seed(1000 + probe_seed)
+    return _estimate(hvp, method, g, per_pass, max_iter=cfg.max_iter, tol=cfg.tol,
+                     top_k=cfg.top_k, lanczos_steps=cfg.lanczos_steps,
+                     trace_rel_se=cfg.trace_rel_se, trace_min_probes=cfg.trace_min_probes,
+                     max_probes=cfg.max_probes)[0]
+
+
+def dense_hessian(model, xs, ys, cols=64, dtype=torch.float32) -> torch.Tensor:
+    """H from H e_i, `cols` columns per batched double backward, returned in float64.
+    float32 products by default: CPU convolutions in float64 are ~8x slower (5 minutes at
+    1702 parameters), and float32 rounding (~1e-6 relative) is far below the errors here."""
+    m = model.to(dtype)
+    hvp = hessian.HVP(m, xs.to(dtype), ys, chunk=len(ys), engine="autograd")
+    sizes = [p.numel() for p in hvp.params]
+    n = sum(sizes)
+    out = []
+    for i in range(0, n, cols):
+        e = torch.eye(n, dtype=dtype)[i:i + cols]
+        v = [c.reshape(len(e), *p.shape) for c, p in zip(e.split(sizes, 1), hvp.params)]
+        out.append(torch.cat([h.reshape(len(e), -1) for h in hvp(v, batched=True)], 1))
+    model.float()
+    h = torch.cat(out).double()
+    return (h + h.T) / 2  # symmetric up to rounding
+
+
+def reference(model, xs, ys):
+    n = sum(p.numel() for p in model.parameters())
+    if n <= DENSE_MAX:
+        h = dense_hessian(model, xs, ys)
+        return {"ref": "exact (dense)", "trace": float(h.trace()),
+                "top": float(torch.linalg.eigvalsh(h)[-1]), "trace_se": 0.0}
+    # Long Lanczos: 80 steps deflate far more, 0.1% SE; its SE joins the error bar below.
+    hvp = hessian.HVP(model, xs, ys)
+    c = estimators.curvature(hvp, max_iter=100, tol=1e-6, min_steps=80, rel_se=1e-3,
+                             max_probes=4000, probes_per_pass=4,
+                             generator=torch.Generator().manual_seed(999))[0]
+    return {"ref": f"lanczos-80, {c.trace_probes} probes, SE {c.trace_se / abs(c.trace):.2%}",
+            "trace": c.trace, "top": c.top,
+            "trace_se": c.trace_se, "top_residual": c.top_residual}
+
+
+def bench_estimators(x, y, widths, seeds, epochs, samples):
+    cfg = HessianConfig()
+    idx = production_sample(x, y, samples)
+    xs, ys = x[idx], y[idx]
+    rows = []
+    print(f"\n## 1. Estimators, CPU: {len(ys)} samples, {seeds} probe seeds, schema defaults"
+          f" (max_iter {cfg.max_iter}, tol {cfg.tol}, lanczos_steps {cfg.lanczos_steps}, "
+          f"trace_rel_se {cfg.trace_rel_se})\n")
+    print("| cnn width (params) | reference | method | time/model | probes | H v products "
+          "| trace mean | trace \\|err\\| mean / max | SE (rel) | \\|err\\| <= 2 SE "
+          "| top rel err max | top residual |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for w in widths:
+        model = trained_model(w, 0, x, y, epochs=epochs, batch_size=64)
+        n = sum(p.numel() for p in model.parameters())
+        ref = reference(model, xs, ys)
+        # Old and new alternate seed by seed (compare), so drift in the machine hits both.
+        res = {"lanczos": [], "pyhessian": []}
+        times = {"lanczos": [], "pyhessian": []}
+        for s in range(seeds):
+            t_new, t_old, new, old = compare(
+                lambda r: run_estimator(model, xs, ys, cfg, "lanczos", s),
+                lambda r: run_estimator(model, xs, ys, cfg, "pyhessian", s), 1)
+            for method, r, t in (("lanczos", new, t_new), ("pyhessian", old, t_old)):
+                res[method].append(r)
+                times[method].append(t)
+        med = {}
+        for method in ("pyhessian", "lanczos"):
+            rs = res[method]
+            errs = [(r["trace"] - ref["trace"]) / abs(ref["trace"]) for r in rs]
+            # the reference's own SE (long Lanczos) widens the bar; zero when exact
+            bars = [2 * math.hypot(r["trace_se"], ref["trace_se"]) / abs(ref["trace"])
+                    for r in rs]
+            tops = [abs(r["top"] - ref["top"]) / abs(ref["top"]) for r in rs]
+            med[method] = statistics.median(times[method])
+            hv = [r.get("hvps", r["top_iters"]) for r in rs]  # pyhessian: power iterations
+            row = {"width": w, "params": n, "reference": ref["ref"],
+                   "ref_trace": ref["trace"], "ref_trace_se": ref["trace_se"],
+                   "ref_top": ref["top"], "method": method,
+                   "time_s": med[method], "times_s": times[method],
+                   "probes": [r["trace_probes"] for r in rs], "hvps": hv,
+                   "trace_mean": statistics.fmean(r["trace"] for r in rs),
+                   "trace_rel_err": errs, "trace_rel_se": [r["trace_se"] / abs(ref["trace"])
+                                                           for r in rs],
+                   "within_2se": sum(abs(e) <= b for e, b in zip(errs, bars)),
+                   "top_rel_err": tops, "top_residual": [r["top_residual"] for r in rs]}
+            rows.append(row)
+            fin = [r for r in row["top_residual"] if math.isfinite(r)]
+            resid = f"{max(fin):.3g}" if fin else "-"  # power iteration reports none
+            print(f"| {w} ({n}) | {ref['ref']}: tr {ref['trace']:.4g}, top {ref['top']:.4g} "
+                  f"| {method} | {med[method]:.2f} s | {statistics.median(row['probes']):g} "
+                  f"| {statistics.median(hv):g} | {row['trace_mean']:.4g} "
+                  f"| {statistics.fmean(map(abs, errs)):.2%} / {max(map(abs, errs)):.2%} "
+                  f"| {statistics.median(row['trace_rel_se']):.2%} "
+                  f"| {row['within_2se']}/{seeds} | {max(tops):.2%} "
+                  f"| {resid} |", flush=True)
+        print(f"| {w} ({n}) | | new/old time | {med['lanczos'] / med['pyhessian']:.2f}x "
+              "| | | | | | | | |", flush=True)
+    return rows
+
+
+def _time(fn, reps, cuda):
+    fn()  # warm-up: cudnn autotuning, allocator, lazily built kernels
+    ts = []
+    for _ in range(reps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def bench_engines(widths, device, n, reps=5):
+    cuda = device.type == "cuda"
+    batch = 8 if cuda else 4  # production's probes per pass (cell.hessian_of_models)
+    rows = []
+    print(f"\n## 2. Engines on ResNet18, {device}: {n} random 3x32x32 inputs, "
+          f"vᵀHv {batch} probes a pass, median of {reps}\n")
+    print("| width k (params) | engine | setup | H v | vᵀHv per probe | Hv rel diff "
+          "| vᵀHv rel diff | faster H v | faster vᵀHv |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for w in widths:
+        torch.manual_seed(w)
+        model = build_model("resnet18", w, (3, 32, 32), 10, seed=0).to(device)
+        # a few train-mode passes so the BatchNorm running stats are not 0 and 1
+        with torch.no_grad():
+            model.train()
+            for _ in range(3):
+                model(torch.randn(64, 3, 32, 32, device=device))
+        model.eval()
+        x = torch.randn(n, 3, 32, 32, device=device)
+        y = torch.randint(0, 10, (n,), device=device)
+        g = torch.Generator().manual_seed(0)
+        params = list(model.parameters())
+        n_params = sum(p.numel() for p in params)
+        v = [torch.randn(p.shape, generator=g).to(device) for p in params]
+        probes = [[(torch.randint(0, 2, p.shape, generator=g) * 2 - 1).to(p) for p in params]
+                  for _ in range(batch)]
+        out = {}
+        for engine in ("autograd", "auto"):
+            t0 = time.perf_counter()
+            hvp = hessian.HVP(model, x, y, chunk=1000, engine=engine)
+            if cuda:
+                torch.cuda.synchronize()
+            setup = time.perf_counter() - t0
+            hv, q = hvp(v), hvp.quad(probes)
+            out[engine] = {"width": w, "device": str(device), "params": n_params,
+                           "engine": engine, "hand_derived": hvp.second_order is not None,
+                           "setup_s": setup, "hvp_s": _time(lambda: hvp(v), reps, cuda),
+                           "quad_per_probe_s": _time(lambda: hvp.quad(probes), reps, cuda)
+                           / batch, "_hv": hv, "_q": q}
+            hvp = None  # free its graph / kept activations before the next engine's
+        a, b = out["autograd"], out["auto"]
+        ha, hb = a.pop("_hv"), b.pop("_hv")
+        hv_diff = math.sqrt(sum(float((p - r).pow(2).sum()) for p, r in zip(ha, hb))
+                            / sum(float(p.pow(2).sum()) for p in ha))
+        qa, qb = [r[0] for r in a.pop("_q")], [r[0] for r in b.pop("_q")]
+        q_diff = max(abs(p - r) for p, r in zip(qa, qb)) / max(map(abs, qa))
+        if not b["hand_derived"]:
+            print(f"| {w} | auto fell back to autograd (second_order does not cover it) |")
+        for r in (a, b):
+            r.update(hv_rel_diff=hv_diff, quad_rel_diff=q_diff,
+                     faster_hvp=min((a, b), key=lambda z: z["hvp_s"])["engine"],
+                     faster_quad=min((a, b), key=lambda z: z["quad_per_probe_s"])["engine"])
+            rows.append(r)
+            label = "auto (hand-derived)" if r["hand_derived"] else r["engine"]
+            print(f"| {w} ({r['params']}) | {label} | {r['setup_s'] * 1e3:.0f} ms "
+                  f"| {r['hvp_s'] * 1e3:.1f} ms | {r['quad_per_probe_s'] * 1e3:.1f} ms "
+                  f"| {hv_diff:.1e} | {q_diff:.1e} | {r['faster_hvp']} "
+                  f"| {r['faster_quad']} |", flush=True)
+        del model, x, out
+        if cuda:
+            torch.cuda.empty_cache()
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--widths", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--resnet-widths", type=int, nargs="+")
+    ap.add_argument("--resnet-device", choices=["cuda", "cpu"],
+                    default="cuda" if torch.cuda.is_available() else None)
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--quick", action="store_true", help="widths 1 4, 3 seeds")
+    args = ap.parse_args()
+    if args.quick:
+        args.widths, args.seeds = [1, 4], 3
+    print(machine())
+    x, y = digits_train()
+    results = {"machine": machine(), "estimators": bench_estimators(
+        x, y, args.widths, args.seeds, args.epochs, HessianConfig().samples), "engines": []}
+    if args.resnet_device is None:
+        print("\n## 2. Engines on ResNet18: skipped (no CUDA; --resnet-device cpu runs it)")
+    else:
+        dev = torch.device(args.resnet_device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--resnet-device cuda: CUDA is not available")
+        widths = args.resnet_widths or ([8, 16, 32] if dev.type == "cuda" else [2])
+        results["engines"] = bench_engines(widths, dev, 200 if dev.type == "cuda" else 32)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

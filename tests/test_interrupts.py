@@ -257,21 +257,39 @@ def test_a_ray_cluster_on_loopback_is_reached_through_its_address(tmp_path):
 
 # -- DVC ---------------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_ctrl_c_during_dvc_repro_releases_the_lock(project, tiny_params):
-    params = merge(tiny_params, {"train": {"max_epochs": 6},
+def repro_until_a_cell_is_done(project: Path, tiny_params: dict, epochs: int):
+    """`dvc repro` of an eight-cell grid in a session of its own, once a cell is finished:
+    (the dvc process, every process under it)."""
+    params = merge(tiny_params, {"train": {"max_epochs": epochs, "stop_tol": 0.0},
                                  "grid": {"load": {"values": [1, 2, 4, 8]},
                                           "temperature": {"values": [16, 32]}},
                                  "executor": {"workers": 2}})
     write_params(project / "params.yaml", params)
-    store = project / ".cells"
     proc = subprocess.Popen(DVC + ["repro"], cwd=project, env=env_with_venv(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        wait_for(lambda: finished(store) or proc.poll() is not None, 600, "a finished cell")
+        wait_for(lambda: finished(project / ".cells") or proc.poll() is not None, 600,
+                 "a finished cell")
         assert proc.poll() is None, "the run ended before it could be interrupted"
-        group = workers_of(proc.pid)
+        return proc, workers_of(proc.pid)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+def assert_next_repro_reuses_what_finished(project: Path) -> None:
+    done = finished(project / ".cells")
+    res = run(DVC + ["repro"], project)  # no "Unable to acquire lock"
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert f"({len(done)} reused)" in out or f"({len(done) + 1} reused)" in out, out
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_dvc_repro_releases_the_lock(project, tiny_params):
+    proc, group = repro_until_a_cell_is_done(project, tiny_params, epochs=6)
+    try:
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         proc.wait(timeout=60)
@@ -281,38 +299,20 @@ def test_ctrl_c_during_dvc_repro_releases_the_lock(project, tiny_params):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0 and elapsed < 20
     assert not still_alive(group)
-    done = finished(store)
-    res = run(DVC + ["repro"], project)  # no "Unable to acquire lock"
-    out = res.stdout + res.stderr
-    assert f"({len(done)} reused)" in out or f"({len(done) + 1} reused)" in out, out
+    assert_next_repro_reuses_what_finished(project)
 
 
 @pytest.mark.slow
 def test_sigterm_to_dvc_alone_stops_the_stage_and_its_workers(project, tiny_params):
     # DVC passes no SIGTERM on: the stage watches the dvc process and stops when it ends.
-    params = merge(tiny_params, {"train": {"max_epochs": 30, "stop_tol": 0.0},
-                                 "grid": {"load": {"values": [1, 2, 4, 8]},
-                                          "temperature": {"values": [16, 32]}},
-                                 "executor": {"workers": 2}})
-    write_params(project / "params.yaml", params)
-    store = project / ".cells"
-    proc = subprocess.Popen(DVC + ["repro"], cwd=project, env=env_with_venv(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc, tree = repro_until_a_cell_is_done(project, tiny_params, epochs=30)
     try:
-        wait_for(lambda: finished(store) or proc.poll() is not None, 600, "a finished cell")
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        tree = workers_of(proc.pid)  # the shell, the stage, its workers
-        assert len(tree) >= 3
+        assert len(tree) >= 3  # the shell, the stage, its workers
         proc.send_signal(signal.SIGTERM)  # to dvc only, not its group
         proc.wait(timeout=30)
         assert not still_alive(tree, timeout=15)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    done = finished(store)
-    assert 0 < len(done) < 8  # stopped, not run to the end
-    res = run(DVC + ["repro"], project)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out
-    assert f"({len(done)} reused)" in out or f"({len(done) + 1} reused)" in out, out
+    assert 0 < len(finished(project / ".cells")) < 8  # stopped, not run to the end
+    assert_next_repro_reuses_what_finished(project)

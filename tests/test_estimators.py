@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from test_hessian import exact_hessian, tiny_models
 
-from landscape_taxonomy.metrics import estimators, hessian
+from landscape_taxonomy.metrics import density, estimators, hessian
 from landscape_taxonomy.models import build_model
 
 
@@ -67,3 +70,57 @@ def test_same_seed_same_numbers_and_tiny_models_exact():
         assert a == b
         # fewer parameters than Lanczos steps: the Krylov space is everything, trace exact
         assert abs(a.trace - torch.trace(h).item()) <= 1e-6 * abs(torch.trace(h).item())
+
+
+# -- spectral density (SLQ) --------------------------------------------------------------
+
+def test_slq_with_a_full_krylov_space_is_the_exact_spectral_measure():
+    # mlp 4-5-3: 43 parameters. With as many steps as parameters the quadrature is exact:
+    # its nodes are H's eigenvalues and its weights v's squared components along them, so
+    # Σ τ θ^p = vᵀHᵖv for every p; the density's mean is the probe's Rayleigh quotient.
+    hvp, h = setup(0)
+    n = h.shape[0]
+    lam, vecs = torch.linalg.eigh(h)
+    g = torch.Generator().manual_seed(3)
+    d = density.spectral_density(hvp, steps=n, probes=1, generator=g)
+    v = torch.Generator().manual_seed(3)  # the same start vector Lanczos drew
+    start = torch.cat([torch.randn(p.numel(), generator=v).double() for p in hvp.params])
+    start = start / start.norm()
+    nodes, w = torch.tensor(d.nodes), torch.tensor(d.weights)
+    assert abs(w.sum().item() - 1) < 1e-9
+    for power in (1, 2, 3):
+        want = (start @ torch.linalg.matrix_power(h, power) @ start).item()
+        got = (w * nodes ** power).sum().item()
+        assert abs(got - want) <= 1e-7 * max(1.0, abs(lam).max().item() ** power)
+    assert abs(nodes.max() - lam.max()) <= 1e-6 * lam.abs().max()
+    assert abs(nodes.min() - lam.min()) <= 1e-6 * lam.abs().max()
+    grid, dens = d.smooth(points=2000)
+    assert abs(np.trapezoid(dens, grid) - 1) < 1e-3
+
+
+def test_slq_density_mean_estimates_trace_over_n_within_its_exact_spread():
+    hvp, h = cnn_case()
+    n = h.shape[0]
+    lam = torch.linalg.eigvalsh(h)
+    probes = 8
+    d = density.spectral_density(hvp, steps=40, probes=probes,
+                                 generator=torch.Generator().manual_seed(0))
+    nodes, w = np.asarray(d.nodes), np.asarray(d.weights)
+    mean = float((nodes * w).sum())
+    tr, tr2 = lam.sum().item(), (lam ** 2).sum().item()
+    # v uniform on the sphere: Var[vᵀHv] = 2 (n tr H² − (tr H)²) / (n² (n + 2))
+    sd = math.sqrt(2 * (n * tr2 - tr * tr) / (n * n * (n + 2)) / probes)
+    assert abs(mean - tr / n) <= 4 * sd
+    assert abs(nodes.max() - lam.max().item()) <= 1e-6 * lam.max().item()  # the edge
+
+
+def test_api_spectral_density_is_seeded_and_integrates_to_one():
+    from landscape_taxonomy import api, plots
+    model = build_model("cnn", 1, (1, 8, 8), 10, seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(80, 1, 8, 8, generator=g), torch.randint(0, 10, (80,), generator=g)
+    a = api.spectral_density(model, x, y, steps=15, probes=2, seed=1, samples=50)
+    b = api.spectral_density(model, x, y, steps=15, probes=2, seed=1, samples=50)
+    assert a == b and a["samples"] == 50 and len(a["nodes"]) == 30
+    assert abs(np.trapezoid(a["density"], a["grid"]) - 1) < 1e-2
+    assert plots.density_chart(a["grid"], a["density"]).to_dict()["mark"]["type"] == "line"

@@ -24,20 +24,24 @@ from . import grid
 from .config import Params, load_params, updated
 from .data import Prepared
 from .metrics import curves
+from .metrics import hessian as hessian_products
 from .metrics.cell import (
     curve_seed,
     error_with_fresh_bn,
     evaluate,
     hessian_of,
+    hessian_seed,
     mixup_seed,
     model_pairs,
 )
+from .metrics.density import spectral_density as slq
 from .metrics.similarity import l2_distance, linear_cka, mixup_points
 from .models import build_model
 from .pipeline import check_models
 from .train import resolve_device
 
-__all__ = ["Cell", "load_cell", "evaluate", "hessian", "mode_connectivity", "cka", "l2"]
+__all__ = ["Cell", "load_cell", "evaluate", "hessian", "spectral_density", "mode_connectivity",
+           "cka", "l2"]
 
 
 @dataclass
@@ -110,6 +114,28 @@ def hessian(model, x, y, *, seed: int | None = None, params=None, samples=None, 
                   {"samples": samples, "max_iter": max_iter, "tol": tol, "repeats": repeats,
                    "chunk": chunk, **estimator})
     return hessian_of(model.eval(), x, y, seed=p.seed if seed is None else seed, **h)
+
+
+def spectral_density(model, x, y, *, steps: int = 50, probes: int = 1, points: int = 200,
+                     sigma: float | None = None, seed: int | None = None, params=None,
+                     samples=None) -> dict:
+    """The Hessian's eigenvalue density by stochastic Lanczos quadrature (PyHessian's
+    `density()`): `probes` runs of `steps` Lanczos steps on the sample the pipeline's first
+    Hessian repeat uses (metrics.hessian.samples points, drawn from `seed`). Returns the
+    quadrature nodes and weights, and the density smoothed on a grid (`sigma`: the
+    Gaussian's width, default 1% of the nodes' range); plots.density_chart draws it."""
+    p = _params(params)
+    h = _settings(p.metrics.hessian, "metrics.hessian", {"samples": samples})
+    g = torch.Generator().manual_seed(hessian_seed(p.seed if seed is None else seed, 0))
+    n = h["samples"]
+    if n != "all" and n < len(y):
+        idx = torch.randperm(len(y), generator=g)[:n].to(x.device)
+        x, y = x[idx], y[idx]
+    hvp = hessian_products.HVP(model.eval(), x, y, chunk=h["chunk"])
+    d = slq(hvp, steps=steps, probes=probes, generator=g)
+    grid, density = d.smooth(points, sigma)
+    return {"nodes": d.nodes, "weights": d.weights, "grid": grid.tolist(),
+            "density": density.tolist(), "samples": len(y)}
 
 
 def _pair_index(cell: Cell, i: int, j: int) -> int:

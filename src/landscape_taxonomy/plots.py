@@ -141,6 +141,16 @@ def correlation_chart(corr: dict) -> alt.Chart:
     ).properties(width=360, height=24 * max(len(df), 1))
 
 
+def density_chart(grid, density, title: str = "Hessian eigenvalue density (SLQ)") -> alt.Chart:
+    """api.spectral_density's smoothed density, on a log scale as PyHessian draws it (the
+    bulk near 0 and the few outliers differ by orders of magnitude)."""
+    df = pd.DataFrame({"eigenvalue": grid, "density": np.maximum(density, 1e-12)})
+    return alt.Chart(df, title=title).mark_line().encode(
+        x=alt.X("eigenvalue:Q", title="eigenvalue"),
+        y=alt.Y("density:Q", scale=alt.Scale(type="log"), title="density"),
+    ).properties(width=360, height=220)
+
+
 def save(chart: alt.Chart, out_dir: Path, name: str) -> list[Path]:
     """name.svg and name.png (2x). The spec is built and compiled once, and the PNG is the
     SVG rasterized: chart.save would do both for each format, half the plot stage's time."""

@@ -31,7 +31,7 @@ from common import compare, digits_train, machine, trained_model
 
 from landscape_taxonomy.config import HessianConfig
 from landscape_taxonomy.metrics import estimators, hessian
-from landscape_taxonomy.metrics.cell import _estimate, hessian_seed
+from landscape_taxonomy.metrics.cell import _estimate, hessian_sample
 from landscape_taxonomy.models import build_model
 
 DENSE_MAX = 2000  # parameters: the dense Hessian costs this many products, float64
@@ -39,8 +39,8 @@ DENSE_MAX = 2000  # parameters: the dense Hessian costs this many products, floa
 
 def production_sample(x, y, n, seed=0):
     """The indices hessian_of_models draws for study seed `seed`, repeat 0."""
-    g = torch.Generator().manual_seed(hessian_seed(seed, 0))
-    return torch.arange(len(y)) if n >= len(y) else torch.randperm(len(y), generator=g)[:n]
+    idx, _ = hessian_sample(len(y), n, seed, 0)
+    return torch.arange(len(y)) if idx is None else idx
 
 
 def run_estimator(model, xs, ys, cfg, method, probe_seed):

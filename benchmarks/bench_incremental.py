@@ -42,10 +42,7 @@ def estimator_stage(proj: Path, method: str) -> float:
     def edit(params):
         params["metrics"]["hessian"]["method"] = method
         params["store"]["path"] = f".cells-{method}"
-    text = (proj / "params.yaml").read_text()
-    edit_params(proj, edit)
-    (proj / name).write_text((proj / "params.yaml").read_text())
-    (proj / "params.yaml").write_text(text)
+    edit_params(proj, edit, out=name)
     out = proj / f"out-{method}"
     return sh([*STAGE, "--params", name, "--out", out / "metrics.csv", "--curves",
                out / "curves.csv", "--cells", out / "cells"], proj)

@@ -92,11 +92,12 @@ def commit(proj: Path, message: str, init: bool = False) -> None:
         message], proj)
 
 
-def edit_params(proj: Path, edit) -> dict:
-    """params.yaml after edit(params) changed it in place."""
+def edit_params(proj: Path, edit, out: str = "params.yaml") -> dict:
+    """params.yaml after edit(params) changed it in place, written to `out` (params.yaml
+    itself by default)."""
     params = yaml.safe_load((proj / "params.yaml").read_text())
     edit(params)
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (proj / out).write_text(yaml.safe_dump(params, sort_keys=False))
     return params
 
 

@@ -30,7 +30,7 @@ from .metrics.cell import (
     error_with_fresh_bn,
     evaluate,
     hessian_of,
-    hessian_seed,
+    hessian_sample,
     mixup_seed,
     model_pairs,
 )
@@ -126,11 +126,9 @@ def spectral_density(model, x, y, *, steps: int = 50, probes: int = 1, points: i
     Gaussian's width, default 1% of the nodes' range); plots.density_chart draws it."""
     p = _params(params)
     h = _settings(p.metrics.hessian, "metrics.hessian", {"samples": samples})
-    g = torch.Generator().manual_seed(hessian_seed(p.seed if seed is None else seed, 0))
-    n = h["samples"]
-    if n != "all" and n < len(y):
-        idx = torch.randperm(len(y), generator=g)[:n].to(x.device)
-        x, y = x[idx], y[idx]
+    idx, g = hessian_sample(len(y), h["samples"], p.seed if seed is None else seed, 0)
+    if idx is not None:
+        x, y = x[idx.to(x.device)], y[idx.to(x.device)]
     hvp = hessian_products.HVP(model.eval(), x, y, chunk=h["chunk"])
     d = slq(hvp, steps=steps, probes=probes, generator=g)
     grid, density = d.smooth(points, sigma)

@@ -3,8 +3,7 @@
 DVC runs one stage at a time, so train-grid and compute-metrics spread their cells
 themselves. A task is a picklable value (the pipeline's are tasks.py's dataclasses) handed
 to a top-level function that writes its result into the cell store and returns a small
-summary; a task that raises is reported
-as failed (with its traceback) and the others go on.
+summary; a task that raises is reported as failed (with its traceback) and the others go on.
 
 Faults: SIGINT and SIGTERM stop the workers (terminate, then kill after a short grace)
 and raise `Interrupted`, which says how many cells finished; those are in the store and
@@ -322,7 +321,8 @@ def _is_dvc(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(os.path.basename(a) in (b"dvc", b"dvc.exe") or a == b"dvc" for a in argv[:3])
+    # `dvc ...` or `python -m dvc ...`
+    return any(os.path.basename(a) in (b"dvc", b"dvc.exe") for a in argv[:3])
 
 
 def stop_with_dvc() -> bool:

@@ -51,18 +51,25 @@ def sweep_stale(target: str | Path, tags=TEMP_TAGS) -> None:
         return
     for tag in tags:
         for p in target.parent.glob(f".{target.name}{tag}*"):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+            _remove(p)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _host() -> str:
+    return socket.gethostname().replace("-", "_") or "host"  # no "-": it separates the pid
 
 
 def _writer_tag(kind: str) -> str:
     """`.tmp-<host>-<pid>-`: who is writing, so a later writer can tell a dead one's leftover
     from a live one's work."""
-    host = socket.gethostname().replace("-", "_") or "host"
-    return f"{kind}{host}-{os.getpid()}-"
+    return f"{kind}{_host()}-{os.getpid()}-"
 
 
 def _alive(pid: int) -> bool:
@@ -71,7 +78,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
-        return True
+        pass
     return True
 
 
@@ -79,16 +86,12 @@ def sweep_dead(target: str | Path) -> None:
     """Remove the leftovers next to `target` of writers on this host whose process has
     ended; a live writer's, another host's, and unnamed ones stay."""
     target = Path(target)
-    host = socket.gethostname().replace("-", "_") or "host"
     for tag in TEMP_TAGS:
-        for p in target.parent.glob(f".{target.name}{tag}{host}-*"):
-            pid = p.name[len(f".{target.name}{tag}{host}-"):].split("-", 1)[0]
+        prefix = f".{target.name}{tag}{_host()}-"
+        for p in target.parent.glob(f"{prefix}*"):
+            pid = p.name[len(prefix):].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
+                _remove(p)
 
 
 @contextlib.contextmanager

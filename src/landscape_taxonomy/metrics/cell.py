@@ -108,6 +108,15 @@ def stacked_loss(blocks: int):
     return loss
 
 
+def hessian_sample(n: int, samples, seed: int, repeat: int):
+    """(indices into the n training points, or None for all of them; the generator that drew
+    them, which goes on to draw the repeat's random vectors) of Hessian repeat `repeat`."""
+    g = torch.Generator().manual_seed(hessian_seed(seed, repeat))
+    if samples == "all" or samples >= n:
+        return None, g
+    return torch.randperm(n, generator=g)[:samples], g
+
+
 def sample_digest(idx: torch.Tensor) -> str:
     """A short digest of the Hessian sample's indices into the training set (recorded with
     the seed that draws them, so a run's sample can be checked and reproduced)."""
@@ -132,12 +141,11 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
         k = 0
         for group in groups:
             sample_seed = hessian_seed(seed, r)
-            g = torch.Generator().manual_seed(sample_seed)
-            if samples == "all" or samples >= len(y):
+            idx, g = hessian_sample(len(y), samples, seed, r)
+            if idx is None:
                 idx = torch.arange(len(y))
                 xs, ys = x, y
             else:
-                idx = torch.randperm(len(y), generator=g)[:samples]
                 xs, ys = x[idx.to(x.device)], y[idx.to(x.device)]
             if len(group) > 1:
                 net = stack_models(group).eval()

@@ -27,7 +27,8 @@ def main():
     print("|---|---|---|---|---|---|")
     for width, bs in ((2, 256), (8, 64)):
         model = trained_model(width, 0, x, y, epochs=20, batch_size=bs)
-        for samples in (50, 200, 500, 1000, "all"):
+        # sizes under the training set's, then all of it
+        for samples in [*(k for k in (50, 200, 500, 1000) if k < len(y)), "all"]:
             h = hessian_of(model, x, y, samples=samples, max_iter=100, tol=1e-3,
                            repeats=args.repeats, chunk=1000, seed=0)
             n = len(y) if samples == "all" else samples

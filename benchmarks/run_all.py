@@ -26,6 +26,8 @@ BENCHMARKS = {
                   "hand-derived products (ResNet18 on CUDA)"),
     "incremental": (["bench_incremental.py"], "2x2 grid: the full run and one more width"),
     "disk": (["bench_disk.py"], "2x2 grid: disk held against the results' bytes"),
+    "disk-large": (["bench_disk.py", "--large"],
+                   "2x2 grid of wide models: disk held where the model bytes dominate"),
     "default": (["bench_incremental.py", "--default", "--estimators"], "the default study: "
                 "full run by stage, peak memory, disk, one more width, and compute-metrics "
                 "with each Hessian method"),

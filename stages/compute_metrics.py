@@ -1,7 +1,8 @@
 """Stage compute-metrics. DVC runs:
 
     python stages/compute_metrics.py --params params.yaml --data data/prepared --models models \
-        --out reports/metrics.csv --curves reports/curves.csv --cells reports/cells
+        --out reports/metrics.csv --curves reports/curves.csv --cells reports/cells \
+        --density reports/density.csv
 """
 import typer
 

@@ -1,7 +1,7 @@
 """Stage plot. DVC runs:
 
     python stages/plot.py --metrics reports/metrics.csv --phases reports/phases.csv \
-        --curves reports/curves.csv --out reports/figures
+        --curves reports/curves.csv --density reports/density.csv --out reports/figures
 """
 import typer
 

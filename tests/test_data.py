@@ -55,6 +55,26 @@ def test_prepare_writes_manifest_and_keeps_test_labels_clean(tmp_path):
     assert json.loads((tmp_path / "p" / "manifest.json").read_text())["n_classes"] == 10
 
 
+def test_digits_read_from_the_file_are_sklearns_own():
+    # the loader reads the file scikit-learn ships instead of importing sklearn
+    from sklearn.datasets import load_digits
+
+    ref = load_digits()
+    images, target = data._digits_arrays()
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
+
+
+def test_digits_fall_back_to_sklearns_loader_without_the_file(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sklearn.datasets import load_digits
+
+    monkeypatch.setattr(data.importlib.util, "find_spec",
+                        lambda name: SimpleNamespace(submodule_search_locations=[str(tmp_path)]))
+    images, target = data._digits_arrays()
+    assert np.array_equal(images, load_digits().images)
+
+
 def write_idx(path, array, magic):
     with open(path, "wb") as f:
         f.write(struct.pack(">I", magic))

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -53,6 +54,16 @@ def test_repro_builds_every_contract_and_reruns_only_what_changed(project):
         assert (figures / f"{name}.svg").exists()
     curves = pd.read_csv(project / "reports" / "curves.csv")
     assert set(curves["t"]) == {0, 0.25, 0.5, 0.75, 1.0}
+    # every cell's eigenvalue density: integrates to 1, its right edge the top eigenvalue
+    density = pd.read_csv(project / "reports" / "density.csv")
+    assert set(density["cell"]) == set(metrics["cell"])
+    for cell, d in density.groupby("cell"):
+        x, y = d["eigenvalue"].to_numpy(), d["density"].to_numpy()
+        assert abs(float(((y[1:] + y[:-1]) / 2 * (x[1:] - x[:-1])).sum()) - 1) < 0.02
+        cell_json = json.loads((project / "reports" / "cells" / f"{cell}.json").read_text())
+        tops = [m["hessian_runs"][0]["top"] for m in cell_json["per_model"]]
+        assert x.max() > max(tops) >= x[np.argmax(y > 1e-3 * y.max())]
+    assert (figures / "density.png").stat().st_size > 1000
     manifest = json.loads((project / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["dataset"] == "digits"
     log = pd.read_csv(project / "models" / "width=1__batch_size=32" / "log.csv")

@@ -98,6 +98,26 @@ def test_slq_with_a_full_krylov_space_is_the_exact_spectral_measure():
     assert abs(np.trapezoid(dens, grid) - 1) < 1e-3
 
 
+def test_curvature_carries_its_lanczos_quadrature():
+    # The Lanczos run behind the top eigenvalue is one probe of SLQ: after its m steps the
+    # weighted Ritz values reproduce vᵀHᵖv (exact for p < 2m) from its own start vector.
+    hvp, h = cnn_case()
+    c = estimators.curvature(hvp, min_steps=12, tol=1e-3,
+                             generator=torch.Generator().manual_seed(5))[0]
+    v = torch.Generator().manual_seed(5)
+    start = torch.cat([torch.randn(p.numel(), generator=v).double() for p in hvp.params])
+    start = start / start.norm()
+    nodes, w = torch.tensor(c.nodes), torch.tensor(c.weights)
+    assert len(c.nodes) == c.steps < h.shape[0] and abs(w.sum().item() - 1) < 1e-9
+    top = torch.linalg.eigvalsh(h).max().item()
+    for power in (1, 2, 3, 5):
+        want = (start @ torch.linalg.matrix_power(h, power) @ start).item()
+        assert abs((w * nodes ** power).sum().item() - want) <= 1e-7 * top ** power
+    assert max(c.nodes) == c.top
+    both = density.combine([(c.nodes, c.weights), ([1.0, 2.0], [0.5, 0.5])])
+    assert abs(sum(both.weights) - 1) < 1e-12 and len(both.nodes) == c.steps + 2
+
+
 def test_slq_density_mean_estimates_trace_over_n_within_its_exact_spread():
     hvp, h = cnn_case()
     n = h.shape[0]

@@ -98,3 +98,46 @@ def test_a_broken_table_gets_one_line_and_no_output(tmp_path, text, args, messag
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
     assert message in lines[0]
     assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_figure_png_keeps_vl_converts_pixels_in_fewer_bytes(foreign, tmp_path):
+    import io
+
+    import numpy as np
+    import vl_convert as vlc
+    from altair.utils.mimebundle import vl_version_for_vl_convert
+    from PIL import Image
+
+    from landscape_taxonomy import plots
+    from landscape_taxonomy.tables import read_table
+
+    df = read_table(foreign, load_col="width", temperature_col="batch_size")
+    chart = plots.metric_heatmap(df, "cka")
+    svg, png = plots.save(chart, tmp_path, "cka")
+    raw = vlc.svg_to_png(vlc.vegalite_to_svg(chart.to_dict(),
+                                             vl_version=vl_version_for_vl_convert()),
+                         scale=2, ppi=72)
+    pixels = [np.asarray(Image.open(io.BytesIO(b))) for b in (raw, png.read_bytes())]
+    assert np.array_equal(*pixels)
+    assert png.stat().st_size < len(raw) / 2
+
+
+def test_plot_draws_cell_densities_and_skips_a_header_only_table(tmp_path):
+    # the pipeline's density.csv, one cell per grid point, and method pyhessian's (no rows)
+    import numpy as np
+
+    from landscape_taxonomy import report
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(ROWS)
+    grid = np.linspace(-1, 5, 50)
+    pd.DataFrame([{"cell": f"c{load}", "load": load, "temperature": 16, "eigenvalue": g,
+                   "density": float(np.exp(-g * g))} for load in (1, 2) for g in grid]
+                 ).to_csv(tmp_path / "density.csv", index=False)
+    written = report.plot(metrics, None, None, tmp_path / "figs",
+                          density_csv=tmp_path / "density.csv")
+    assert tmp_path / "figs" / "density.png" in written
+    (tmp_path / "empty.csv").write_text("cell,load,temperature,eigenvalue,density\n")
+    written = report.plot(metrics, None, None, tmp_path / "figs2",
+                          density_csv=tmp_path / "empty.csv")
+    assert written and not (tmp_path / "figs2" / "density.png").exists()

@@ -105,12 +105,14 @@ def metrics_command(params: Path = PARAMS,
                     models: Path = typer.Option(Path("models"), help="models folder"),
                     out: Path = typer.Option(Path("reports/metrics.csv"), help="metrics table"),
                     curves: Path = typer.Option(Path("reports/curves.csv"), help="curve table"),
-                    cells: Path = typer.Option(Path("reports/cells"), help="per-cell details")):
+                    cells: Path = typer.Option(Path("reports/cells"), help="per-cell details"),
+                    density: Path = typer.Option(Path("reports/density.csv"),
+                                                 help="each cell's Hessian eigenvalue density")):
     """Measure every cell's loss landscape: losses, Hessian, mc, CKA, L2."""
     p = load_params(params)
     from . import executor, pipeline
     executor.stop_with_dvc()
-    table = pipeline.compute_metrics(p, data, models, out, curves, cells)
+    table = pipeline.compute_metrics(p, data, models, out, curves, cells, density)
     typer.echo(f"metrics of {len(table)} cells -> {out}")
 
 
@@ -158,14 +160,16 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
 def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
                  phases: Path = typer.Option(None, help="phases table (CSV)"),
                  curves: Path = typer.Option(None, help="curve table (CSV)"),
+                 density: Path = typer.Option(None, help="eigenvalue density table (CSV)"),
                  out: Path = typer.Option(Path("reports/figures"), help="figures folder"),
                  load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
-    """Phase map, one heatmap per metric, and the connectivity curves (PNG and SVG)."""
+    """Phase map, one heatmap per metric, the connectivity curves and the cells' eigenvalue
+    densities (PNG and SVG)."""
     from . import report
     if metrics is None and phases is None:
         raise ConfigError("plot: give --metrics and/or --phases")
     written = report.plot(metrics, phases, curves, out, load_col=load_col,
-                            temperature_col=temperature_col)
+                          temperature_col=temperature_col, density_csv=density)
     typer.echo(f"{len(written)} figure files -> {out}")
 
 

@@ -292,11 +292,14 @@ def _metrics_locked(task: MetricsTask, store: CellStore) -> dict:
     res.update(key=key, train_key=info["key"], seeds=cell["seeds"],
                n_train=len(y))
     seconds = time.monotonic() - t0  # the store's log only: DVC outputs stay byte-identical
+    text = json.dumps(res, indent=1, default=float)
     with store.writer("metrics", key) as tmp:
-        (tmp / "result.json").write_text(json.dumps(res, indent=1, default=float))
+        (tmp / "result.json").write_text(text)
     store.log_path("metrics", task.cell_id).write_text(
         f"{task.cell_id} key={key} {seconds:.1f}s\n")
-    return res
+    # What the store holds, as a reuse reads it: plain JSON values, so unpickling the result
+    # in the stage process does not import torch (3 s, and 1 s more at its exit)
+    return json.loads(text)
 
 
 def check_models(folder: Path) -> None:
@@ -329,14 +332,16 @@ def pinned_threads(n: int | None):
 
 
 def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv: Path,
-                    curves_csv: Path, cells_dir: Path):
+                    curves_csv: Path, cells_dir: Path, density_csv: Path | None = None):
     import pandas as pd
 
+    from .metrics.density import cell_density
     from .report import CONTRACT
 
     executor.check_settings(**executor_settings(p))  # before any work
     store = CellStore(p.store.path, p.store.on_corrupt)
-    store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv])
+    store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv,
+                 *([density_csv] if density_csv is not None else [])])
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
     m = as_dict(p.metrics)
     keys, tasks = [], []
@@ -353,7 +358,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
                 hessian=m["hessian"], curve=m["curve"], cka=m["cka"]))
     _run(metrics_task, tasks, p, "compute-metrics", len(index), "metrics")
 
-    rows, curve_rows = [], []
+    rows, curve_rows, density_rows = [], [], []
     with atomic_dir(cells_dir) as tmp:
         for e, key in zip(index, keys):
             res = json.loads(store.read_text("metrics", key, "result.json", e["cell_id"]))
@@ -365,12 +370,20 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
             config = {k: e[k] for k in ("arch", "width", "subset", "noise", "batch_size", "lr",
                                         "weight_decay")}
             rows.append({**axes, **res["metrics"], **config})
-            curve_rows += [{"cell": e["cell_id"], "load": e["load"],
-                            "temperature": e["temperature"], **r} for r in res["curves"]]
+            where = {"cell": e["cell_id"], "load": e["load"], "temperature": e["temperature"]}
+            curve_rows += [{**where, **r} for r in res["curves"]]
+            spectrum = cell_density(res["per_model"])
+            if spectrum is not None:
+                # plot data, kept in git like curves.csv: 5 significant digits
+                density_rows += [{**where, "eigenvalue": float(f"{g:.5g}"),
+                                  "density": float(f"{d:.5g}")} for g, d in zip(*spectrum)]
     table = pd.DataFrame(rows)
     table = table[CONTRACT + [c for c in table.columns if c not in CONTRACT]]
     write_csv(metrics_csv, table)
     curve_cols = ["cell", "load", "temperature", "pair", "path", "t", "train_error",
                   "train_loss"]
     write_csv(curves_csv, pd.DataFrame(curve_rows, columns=curve_cols))
+    if density_csv is not None:
+        write_csv(density_csv, pd.DataFrame(density_rows, columns=[
+            "cell", "load", "temperature", "eigenvalue", "density"]))
     return table

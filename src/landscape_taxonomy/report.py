@@ -69,12 +69,18 @@ def _clean(obj):
 
 
 def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | None,
-         out_dir: Path, *, load_col: str | None = None,
-         temperature_col: str | None = None) -> list[Path]:
+         out_dir: Path, *, load_col: str | None = None, temperature_col: str | None = None,
+         density_csv: Path | None = None) -> list[Path]:
     from . import plots  # altair: only the plot stage pays its import
 
     def opt(path, **axes):
         return read_table(path, **axes) if path is not None else None
+
+    def rows(path):  # curves and densities: none at all is a grid's outcome, not an error
+        if path is None or (Path(path).is_file()
+                            and len(Path(path).read_text().splitlines()) <= 1):
+            return None
+        return read_table(path, require=(), unique=False)
     axes = {"load_col": load_col, "temperature_col": temperature_col}
     return plots.render_all(opt(metrics_csv, **axes), opt(phases_csv, **axes),
-                            opt(curves_csv, require=(), unique=False), Path(out_dir))
+                            rows(curves_csv), Path(out_dir), rows(density_csv))

@@ -185,7 +185,8 @@ def _estimate(hvp, method, g, per_pass, *, max_iter, tol, top_k, lanczos_steps, 
              "top_residual": c.top_residual, "top_k": c.eigenvalues,
              "top_k_residuals": c.residuals, "trace": c.trace, "trace_se": c.trace_se,
              "trace_probes": c.trace_probes, "trace_converged": c.trace_converged,
-             "trace_deflated": c.deflated, "hvps": c.hvps} for c in cs]
+             "trace_deflated": c.deflated, "hvps": c.hvps,
+             "slq_nodes": c.nodes, "slq_weights": c.weights} for c in cs]
 
 
 def _per_model(rows: list[dict]) -> dict:

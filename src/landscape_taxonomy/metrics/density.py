@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .estimators import lanczos
+# torch only where Lanczos runs: compute-metrics' stage process smooths the cells' stored
+# quadratures (combine, smooth) and never imports it.
 
 
 @dataclass
@@ -42,19 +42,40 @@ class Density:
         return grid, dens
 
 
-def spectral_density(hvp, *, steps: int = 50, probes: int = 1,
-                     generator: torch.Generator | None = None) -> Density:
+def spectral_density(hvp, *, steps: int = 50, probes: int = 1, generator=None) -> Density:
     """SLQ of the Hessian `hvp` (hessian.HVP of one model): `probes` Lanczos runs of
-    `steps` steps from independent random unit vectors."""
+    `steps` steps from independent random unit vectors (drawn from `generator`, a
+    torch.Generator)."""
+    from .estimators import lanczos
+
     if hvp.blocks != 1:
         raise ValueError("spectral_density: one model at a time (blocks=1)")
     nodes, weights = [], []
     for _ in range(probes):
-        Q, ((m, _, theta, vecs, _),) = lanczos(hvp, top_k=steps, max_iter=steps, tol=0.0,
-                                               min_steps=steps, generator=generator)
-        start = Q[0, 0]  # v, [n]
-        tau = ((vecs @ start) ** 2).double()  # [k]: (vᵀ u_k)², u_k of unit norm
-        tau = tau / tau.sum()  # Σ τ = ‖v‖² = 1 up to rounding
-        nodes += [float(t) for t in theta]
-        weights += [float(t) / probes for t in tau]
+        _, ((*_, (theta, tau)),) = lanczos(hvp, top_k=1, max_iter=steps, tol=0.0,
+                                           min_steps=steps, generator=generator)
+        nodes += theta
+        weights += [t / probes for t in tau]
     return Density(nodes, weights)
+
+
+def combine(quadratures) -> Density:
+    """Several runs' (nodes, weights), each summing to 1, as one density: their average
+    (the cell's models: the mean spectrum of its Hessians)."""
+    quadratures = list(quadratures)
+    nodes, weights = [], []
+    for theta, tau in quadratures:
+        nodes += list(theta)
+        weights += [t / len(quadratures) for t in tau]
+    return Density(nodes, weights)
+
+
+def cell_density(per_model: list[dict], points: int = 100):
+    """(grid [points], density [points]) of a cell: the quadratures its models' first
+    Hessian run recorded (cell_metrics' hessian_runs, method lanczos), averaged; None when
+    there are none (method pyhessian, or every model diverged)."""
+    runs = [m["hessian_runs"][0] for m in per_model if m.get("hessian_runs")]
+    quads = [(r["slq_nodes"], r["slq_weights"]) for r in runs if r.get("slq_nodes")]
+    if not quads:
+        return None
+    return combine(quads).smooth(points)

@@ -45,6 +45,11 @@ class Curvature:
     trace_converged: bool
     deflated: float  # tr(QᵀHQ), the exact part of the trace
     hvps: int  # H v products (Lanczos and residual checks); probes are vᵀHv passes
+    # The Lanczos run's Gauss quadrature of the spectrum (density.py): every Ritz value of T
+    # and its weight (e₁ᵀy)², summing to 1. One probe of stochastic Lanczos quadrature,
+    # free: the same steps as the eigenvalues.
+    nodes: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -76,8 +81,9 @@ class _Flat:
 
 def lanczos(hvp, *, top_k: int, max_iter: int, tol: float, min_steps: int,
             generator: torch.Generator | None = None):
-    """Per block: (Q [m, n], alphas, Ritz values, Ritz vectors [k, n], converged). Block s
-    stops at its own step; a lone run of model s stops at the same one."""
+    """Q [m_max, S, n] and per block (m, alphas, top Ritz values, their Ritz vectors [k, n],
+    converged, (all m Ritz values, their quadrature weights)). Block s stops at its own
+    step; a lone run of model s stops at the same one."""
     f = _Flat(hvp)
     s = f.s
     n = sum(f.sizes)
@@ -117,8 +123,11 @@ def lanczos(hvp, *, top_k: int, max_iter: int, tol: float, min_steps: int,
         evals, evecs = _tridiag_eig(alphas[k], betas[k][:m - 1])
         order = np.argsort(evals)[::-1][:top_k]
         y = torch.as_tensor(evecs[:, order].T.copy(), dtype=Q.dtype, device=Q.device)
+        # v = Q e₁ (Q orthonormal), so vᵀu_i = e₁ᵀy_i: the weights need no n-vector
+        w = evecs[0] ** 2
+        quadrature = (evals.tolist(), (w / w.sum()).tolist())
         out.append((m, alphas[k][:m], [float(evals[i]) for i in order],
-                    y @ Q[:m, k], ok))  # Ritz vectors [k, n]
+                    y @ Q[:m, k], ok, quadrature))  # Ritz vectors [k, n]
     return Q, out
 
 
@@ -188,12 +197,12 @@ def curvature(hvp, *, top_k: int = 1, max_iter: int = 100, tol: float = 1e-3,
                 if st.n >= min_probes and se <= rel_se * abs(est):
                     done[k] = True
     out = []
-    for k, (m, _, evals, _, ok) in enumerate(lz):
+    for k, (m, _, evals, _, ok, (nodes, weights)) in enumerate(lz):
         st = stats[k]
         out.append(Curvature(eigenvalues=evals, residuals=residuals[k], steps=m,
                              eig_converged=ok, trace=deflated[k] + st.mean, trace_se=st.se,
                              trace_probes=st.n, trace_converged=done[k] is not None,
-                             deflated=deflated[k], hvps=hvps))
+                             deflated=deflated[k], hvps=hvps, nodes=nodes, weights=weights))
     return out
 
 

@@ -158,3 +158,26 @@ def test_rejects_a_model_in_train_mode():
     model = build_model("cnn", 1, (1, 8, 8), 10, seed=0).train()
     with pytest.raises(ValueError, match="eval mode"):
         second_order.SecondOrder(model, torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+
+
+def test_the_engine_setting_reaches_the_products(monkeypatch):
+    # metrics.hessian.engine, through api.hessian as through the pipeline's cell_metrics
+    from landscape_taxonomy import api, config
+
+    made = []
+    real = hessian.HVP
+
+    def spy(*args, **kw):
+        made.append(real(*args, **kw))
+        return made[-1]
+    monkeypatch.setattr(hessian, "HVP", spy)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 1, 8, 8, generator=g), torch.randint(0, 10, (40,), generator=g)
+    model = with_running_stats(build_model("cnn", 1, (1, 8, 8), 10, seed=0), x)
+    out = {e: api.hessian(model, x, y, samples=32, engine=e) for e in ("auto", "autograd")}
+    assert [h.second_order is not None for h in made] == [True, False]
+    for key in ("top", "trace"):
+        assert out["auto"][key] == pytest.approx(out["autograd"][key], rel=1e-3)
+    with pytest.raises(config.ConfigError, match="metrics.hessian.engine: must be auto or "
+                                                  "autograd"):
+        api.hessian(model, x, y, engine="jax")

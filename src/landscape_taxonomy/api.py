@@ -129,7 +129,7 @@ def spectral_density(model, x, y, *, steps: int = 50, probes: int = 1, points: i
     idx, g = hessian_sample(len(y), h["samples"], p.seed if seed is None else seed, 0)
     if idx is not None:
         x, y = x[idx.to(x.device)], y[idx.to(x.device)]
-    hvp = hessian_products.HVP(model.eval(), x, y, chunk=h["chunk"])
+    hvp = hessian_products.HVP(model.eval(), x, y, chunk=h["chunk"], engine=h["engine"])
     d = slq(hvp, steps=steps, probes=probes, generator=g)
     grid, density = d.smooth(points, sigma)
     return {"nodes": d.nodes, "weights": d.weights, "grid": grid.tolist(),

@@ -199,6 +199,10 @@ class HessianConfig(_Section):
     max_probes: int = _f(1000, "an integer >= 2", ge=2)
     repeats: int = _f(1, "an integer >= 1", ge=1)
     chunk: int = _f(1000, "an integer >= 1", ge=1)
+    # auto: the hand-derived products (metrics/second_order.py) where they cover the model,
+    # measured faster on CPU; autograd: always the double backward (benchmarks/
+    # bench_curvature.py times both on a device, CUDA included, and names the faster)
+    engine: Literal["auto", "autograd"] = _f("auto", "auto or autograd")
 
     @model_validator(mode="after")
     def _probe_bounds(self):

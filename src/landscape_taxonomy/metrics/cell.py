@@ -126,12 +126,14 @@ def sample_digest(idx: torch.Tensor) -> str:
 def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, chunk, seed,
                       method: str = "lanczos", top_k: int = 1, lanczos_steps: int = 20,
                       trace_rel_se: float = 0.01, trace_min_probes: int = 16,
-                      max_probes: int = 1000, stack: bool = False) -> list[dict]:
+                      max_probes: int = 1000, stack: bool = False,
+                      engine: str = "auto") -> list[dict]:
     """Top eigenvalue(s) and trace of each model, `repeats` times on independent samples.
 
     Every model gets the same sample and random vectors. With stack=True the models go
     through one stacked network (one double backward for all); the estimates are the same.
     method: "lanczos" (estimators.py: residuals, trace with its SE) or "pyhessian".
+    engine: "auto" (hand-derived products where they cover the model) or "autograd".
     """
     for m in models:
         m.eval()
@@ -152,7 +154,7 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
                 hvp = hessian.HVP(net, xs, ys, chunk=chunk, loss=stacked_loss(len(group)),
                                   blocks=len(group))
             else:
-                hvp = hessian.HVP(group[0], xs, ys, chunk=chunk)
+                hvp = hessian.HVP(group[0], xs, ys, chunk=chunk, engine=engine)
             # Probes per pass: the forward-mode vᵀHv is 1.3-2x cheaper per probe at 4 than at 1
             # on CPU (benchmarks/bench_speed.py), where a batched double backward is no faster.
             per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1

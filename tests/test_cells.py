@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -179,3 +180,25 @@ def test_queued_experiments_run_and_are_listed(project):
     text = json.dumps(shown)
     assert '"noise": 0.1' in text and '"noise": 0.2' in text
     assert "best_test_acc" in text
+
+
+def test_the_metrics_stage_process_never_imports_torch(tmp_path, tiny_params):
+    # Its workers compute; their results reach it as plain JSON (unpickling a tensor or a
+    # torch scalar would import torch there: 3 s, and 1 s more at its exit).
+    from conftest import write_params
+
+    raw = {**tiny_params, "executor": {**tiny_params["executor"], "workers": 2},
+           "store": {"path": str(tmp_path / "store")}}
+    params, p = write_params(tmp_path / "params.yaml", raw), parse_params(raw)
+    pipeline.prepare(p, tmp_path / "prepared")
+    pipeline.train(p, tmp_path / "prepared", tmp_path / "models")
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "landscape_taxonomy.cli", "metrics",
+         "--params", params, "--data", tmp_path / "prepared", "--models", tmp_path / "models",
+         "--out", tmp_path / "m.csv", "--curves", tmp_path / "c.csv", "--cells",
+         tmp_path / "cells", "--density", tmp_path / "d.csv"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "d.csv")) > 0  # the workers' results did arrive
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "pandas" in imported and "torch" not in imported

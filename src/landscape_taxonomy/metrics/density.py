@@ -50,18 +50,16 @@ def spectral_density(hvp, *, steps: int = 50, probes: int = 1, generator=None) -
 
     if hvp.blocks != 1:
         raise ValueError("spectral_density: one model at a time (blocks=1)")
-    nodes, weights = [], []
-    for _ in range(probes):
-        _, ((*_, (theta, tau)),) = lanczos(hvp, top_k=1, max_iter=steps, tol=0.0,
-                                           min_steps=steps, generator=generator)
-        nodes += theta
-        weights += [t / probes for t in tau]
-    return Density(nodes, weights)
+    def quadrature():  # one probe: the run's own (Ritz values, weights)
+        _, ((*_, quad),) = lanczos(hvp, top_k=1, max_iter=steps, tol=0.0, min_steps=steps,
+                                   generator=generator)
+        return quad
+    return combine(quadrature() for _ in range(probes))
 
 
 def combine(quadratures) -> Density:
     """Several runs' (nodes, weights), each summing to 1, as one density: their average
-    (the cell's models: the mean spectrum of its Hessians)."""
+    (a model's probes; a cell's models: the mean spectrum of their Hessians)."""
     quadratures = list(quadratures)
     nodes, weights = [], []
     for theta, tau in quadratures:

@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from landscape_taxonomy import kernels
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Ray, when a test starts it, stays on loopback (read at `import ray`).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Tests compute cells in this process too: its kernels are set before torch first runs, as
+# a stage process's are (train.cpu_kernels' default).
+kernels.apply("portable")
 
 # Overrides of the repository's params.yaml (DVC wants every declared key present).
 TINY_OVERRIDES = {

@@ -178,7 +178,8 @@ def test_two_runs_sharing_a_store_train_a_cell_once(tmp_path, prepared, tiny_par
     key = pipeline.train_key(p, cell, pipeline._prepared(str(prepared)))
     task = TrainTask(key=key, cell_id=cell.cell_id, store=str(tmp_path / "store"),
                      on_corrupt="recompute", prepared=str(prepared), device="cpu",
-                     vectorize=False, threads=1, cell=cell.train_config(),
+                     vectorize=False, threads=1, kernels=pipeline.kernels_key(p),
+                     cell=cell.train_config(),
                      recipe=asdict(pipeline.recipe_of(p, cell)))
     calls = []
 

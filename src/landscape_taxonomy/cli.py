@@ -21,6 +21,7 @@ from pathlib import Path
 
 import typer
 
+from . import kernels
 from .config import ConfigError, load_params, load_phase_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -34,6 +35,7 @@ def one_line_errors(fn):
     cells with 2 (bad input) or 1 (our code failed); SIGINT/SIGTERM with 130/143."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        kernels.pin_numpy()  # before anything loads numpy, which reads it once (kernels.py)
         try:
             return fn(*args, **kwargs)
         except BaseException as e:  # executor.Interrupted is a BaseException

@@ -181,6 +181,9 @@ class TrainConfig(_Section):
     lr_decay_factor: float = _f(0.1, "a number in (0, 1]", gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto, cpu or cuda")
     vectorize: Literal["auto"] | bool = _f("auto", "auto, true or false")
+    # CPU kernels: portable (AVX2 on every x86-64, the same bits on any such CPU) or
+    # native (the CPU's fastest; its features join the key). kernels.py says why.
+    cpu_kernels: Literal["portable", "native"] = _f("portable", "portable or native")
 
 
 class HessianConfig(_Section):

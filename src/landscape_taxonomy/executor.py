@@ -241,8 +241,10 @@ def run_tasks(fn: Callable[[Any], dict], tasks: list, *, kind: str = "local",
               workers="auto", workers_per_gpu: int = 1, device: str = "auto",
               address=None, num_cpus: float = 1, num_gpus: float = 0,
               connect_timeout: float = 30, label: str = "cells",
-              total: int | None = None) -> list[dict]:
+              total: int | None = None, env: dict | None = None) -> list[dict]:
     """Run fn(task) for each task; returns [{"ok", "result" | "error", "task"}] in order.
+    `env`: variables every process running a task starts with (kernels.environment); this
+    process must already have them.
 
     A failed task's entry also has "type", "message", "user" (bad input rather than a
     bug) and "trace". SIGINT/SIGTERM raise Interrupted once every worker is stopped.
@@ -260,9 +262,10 @@ def run_tasks(fn: Callable[[Any], dict], tasks: list, *, kind: str = "local",
         with _stop_on_signals():
             if kind == "ray":
                 _run_ray(fn, tasks, outs, address, num_cpus, num_gpus, connect_timeout,
-                         progress)
+                         progress, env or {})
             else:
-                envs = plan_workers(workers, workers_per_gpu, device)
+                envs = [{**(env or {}), **w} for w in plan_workers(workers, workers_per_gpu,
+                                                                   device)]
                 if len(envs) == 1 or len(tasks) == 1:
                     for i, t in enumerate(tasks):
                         progress.start()
@@ -603,7 +606,7 @@ def _check_cluster(ray, num_cpus: float, num_gpus: float, where: str) -> None:
                                 "start")
 
 
-def _run_ray(fn, tasks, outs, address, num_cpus, num_gpus, timeout, progress):
+def _run_ray(fn, tasks, outs, address, num_cpus, num_gpus, timeout, progress, env):
     if address is None or _on_loopback(address):
         # A local instance (or one on this machine's loopback) needs no reachable node
         # address: keep Ray on loopback, or it swaps 127.0.0.1 for the node's IP (Ray reads
@@ -619,7 +622,9 @@ def _run_ray(fn, tasks, outs, address, num_cpus, num_gpus, timeout, progress):
             _reclaim_signals()  # ray.init sets its own SIGTERM handler
         _check_cluster(ray, num_cpus, num_gpus, f"the Ray cluster at {address}"
                        if address else "the local Ray instance")
-        remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_guarded)
+        # env_vars reach each task's worker process before it imports torch, on any node
+        options = {"runtime_env": {"env_vars": env}} if env else {}
+        remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, **options)(_guarded)
         refs = [remote.remote(fn, t) for t in tasks]
         index = {r: i for i, r in enumerate(refs)}
         pending = list(refs)

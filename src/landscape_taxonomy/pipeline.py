@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import data as data_mod
-from . import executor, grid
+from . import executor, grid, kernels
 from .config import ConfigError, Params, as_dict
 from .data import DataError
 from .io import atomic_dir, number_text, write_csv, write_json
@@ -139,12 +139,17 @@ def threads_key(p: Params):
     return cell_threads(p) if device_type(p.train.device) == "cpu" else None
 
 
+def kernels_key(p: Params):
+    """Likewise the CPU kernels (kernels.py): AVX2 and AVX-512 sum in other orders."""
+    return kernels.tag(p.train.cpu_kernels) if device_type(p.train.device) == "cpu" else None
+
+
 def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:
     device = device_type(p.train.device)
     return grid.digest("train", cell.train_config(), asdict(recipe_of(p, cell)),
                        prepared.checksum(cell.noise, cell.subset),
                        grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize,
-                       threads_key(p))
+                       threads_key(p), kernels_key(p))
 
 
 _PREPARED: dict[str, tuple[str, data_mod.Prepared]] = {}
@@ -166,6 +171,7 @@ def train_task(task: TrainTask) -> dict:
     with store.claim("train", task.key, task.cell_id) as done:
         if done:
             return json.loads((store.path("train", task.key) / "info.json").read_text())
+        kernels.check(task.kernels)
         with pinned_threads(task.threads):
             return _train_locked(task, store)
 
@@ -214,7 +220,8 @@ def executor_settings(p: Params) -> dict:
 def _run(fn, tasks, p: Params, label: str, total: int, stage: str):
     store = CellStore(p.store.path)
     try:
-        outs = executor.run_tasks(fn, tasks, **executor_settings(p), label=label, total=total)
+        outs = executor.run_tasks(fn, tasks, **executor_settings(p), label=label, total=total,
+                                  env=kernels.environment(p.train.cpu_kernels))
     except executor.Interrupted as e:
         e.store = str(store.root)
         raise
@@ -235,6 +242,7 @@ def _failure_log(store: CellStore, stage: str, out: dict) -> Path:
 
 def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
     executor.check_settings(**executor_settings(p))  # before any work
+    kernels.apply(p.train.cpu_kernels)  # before torch computes, here or in a worker
     store = CellStore(p.store.path, p.store.on_corrupt)
     store.check([prepared_dir, out_dir])
     prep = _prepared(str(prepared_dir))
@@ -248,7 +256,8 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
                 key=key, cell_id=cell.cell_id, store=str(store.root),
                 on_corrupt=p.store.on_corrupt, prepared=str(prepared_dir),
                 device=p.train.device, vectorize=p.train.vectorize, threads=cell_threads(p),
-                cell=cell.train_config(), recipe=asdict(recipe_of(p, cell))))
+                kernels=kernels_key(p), cell=cell.train_config(),
+                recipe=asdict(recipe_of(p, cell))))
     _run(train_task, tasks, p, "train-grid", len(entries), "train")
     with atomic_dir(out_dir) as tmp:
         for e in entries:  # checksums.json travels along: compute-metrics checks it
@@ -265,6 +274,7 @@ def metrics_task(task: MetricsTask) -> dict:
     with store.claim("metrics", task.key, task.cell_id) as done:
         if done:
             return json.loads((store.path("metrics", task.key) / "result.json").read_text())
+        kernels.check(task.kernels)
         with pinned_threads(task.threads):
             return _metrics_locked(task, store)
 
@@ -313,7 +323,8 @@ def check_models(folder: Path) -> None:
 def metrics_key(p: Params, entry: dict) -> str:
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
-                       device_type(p.train.device), p.train.vectorize, threads_key(p))
+                       device_type(p.train.device), p.train.vectorize, threads_key(p),
+                       kernels_key(p))
 
 
 @contextlib.contextmanager
@@ -339,6 +350,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
     from .report import CONTRACT
 
     executor.check_settings(**executor_settings(p))  # before any work
+    kernels.apply(p.train.cpu_kernels)  # before torch computes, here or in a worker
     store = CellStore(p.store.path, p.store.on_corrupt)
     store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv,
                  *([density_csv] if density_csv is not None else [])])
@@ -354,7 +366,7 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
                 key=key, cell_id=e["cell_id"], store=str(store.root),
                 on_corrupt=p.store.on_corrupt, prepared=str(prepared_dir),
                 device=p.train.device, vectorize=p.train.vectorize, threads=cell_threads(p),
-                models=str(Path(models_dir) / e["cell_id"]), seed=p.seed,
+                kernels=kernels_key(p), models=str(Path(models_dir) / e["cell_id"]), seed=p.seed,
                 hessian=m["hessian"], curve=m["curve"], cka=m["cka"]))
     _run(metrics_task, tasks, p, "compute-metrics", len(index), "metrics")
 

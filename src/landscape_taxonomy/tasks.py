@@ -21,6 +21,7 @@ class CellTask:
     device: str  # train.device, resolved in the worker: auto, cpu, cuda
     vectorize: bool  # train.vectorize
     threads: int | None  # torch threads to compute with (None: leave as is; see cell_threads)
+    kernels: str | None  # the CPU kernels the key holds (kernels.tag; None on a GPU)
 
 
 @dataclass(frozen=True)

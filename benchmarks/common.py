@@ -9,10 +9,16 @@ from datetime import date
 
 import torch
 
+from landscape_taxonomy import kernels
 from landscape_taxonomy.config import DataConfig
 from landscape_taxonomy.data import load_digits
 from landscape_taxonomy.models import build_model
 from landscape_taxonomy.train import Recipe, train_model
+
+# The stages' CPU kernels (train.cpu_kernels: portable), before torch first computes: the
+# models trained here are those of any x86-64 machine with AVX2. numpy, loaded with torch,
+# follows only in the processes run_all.py starts, which inherit this.
+kernels.apply("portable")
 
 
 def digits_train():
@@ -50,5 +56,5 @@ def compare(ours, theirs, reps: int) -> tuple[float, float, object, object]:
 
 def machine() -> str:
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    return (f"{date.today()} | {platform.machine()} {torch.get_num_threads()} threads | {dev} | "
-            f"torch {torch.__version__}")
+    return (f"{date.today()} | {platform.machine()} {torch.get_num_threads()} threads | {dev} "
+            f"({kernels.tag('portable')} kernels) | torch {torch.__version__}")

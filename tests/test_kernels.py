@@ -9,9 +9,11 @@ import pytest
 from landscape_taxonomy import executor, grid, kernels, pipeline
 from landscape_taxonomy.config import ConfigError, parse_params
 
-AVX2 = ("x86_64", "AuthenticAMD", frozenset({"sse2", "avx2", "fma"}))
+AVX2 = ("x86_64", "GenuineIntel", frozenset({"sse2", "avx2", "fma"}))
 AVX512 = ("x86_64", "GenuineIntel", frozenset({"sse2", "avx2", "fma", "avx512f", "avx512bw",
                                                 "avx512vl", "avx512dq", "hypervisor"}))
+AMD_AVX2 = ("x86_64", "AuthenticAMD", AVX2[2])
+AMD_AVX512 = ("x86_64", "AuthenticAMD", AVX512[2])
 OLD_X86 = ("x86_64", "GenuineIntel", frozenset({"sse2", "sse4_2", "avx"}))
 ARM = ("aarch64", "", frozenset({"fp", "asimd", "sve", "cpuid"}))
 
@@ -42,6 +44,20 @@ def test_portable_names_one_kernel_set_for_every_avx2_cpu_and_native_tells_them_
     assert native_512 != native_avx2 and "avx512f" in native_512 and "GenuineIntel" in native_512
     assert "hypervisor" not in native_512  # flags that pick no kernel do not split keys
     assert kernels.environment("native") == kernels.NUMPY_ENV  # numpy's, in both modes
+
+
+def test_on_amd_cpus_where_mkl_keeps_its_own_dispatch_the_key_names_the_features(on_cpu):
+    on_cpu(AMD_AVX2)
+    zen3 = kernels.tag("portable")
+    assert kernels.environment("portable") == kernels.PORTABLE_ENV
+    on_cpu(AMD_AVX512)
+    zen4 = kernels.tag("portable")
+    assert zen3.startswith("x86_64-avx2:AuthenticAMD:") and zen3 != zen4
+    assert "avx512f" in zen4 and "avx512f" not in zen3
+    kernels.apply("portable")
+    kernels.check(zen4)  # a worker on the same kind of CPU
+    with pytest.raises(ConfigError, match="its CPU computes with x86_64-avx2:AuthenticAMD"):
+        kernels.check(zen3)
 
 
 @pytest.mark.parametrize("machine", [OLD_X86, ARM])

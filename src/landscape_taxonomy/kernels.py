@@ -9,7 +9,8 @@ machine with its own kernels moved cells across phase boundaries; README). So
 - `portable` (default) caps torch's kernels (ATen, oneDNN, MKL) and numpy's (its loops,
   OpenBLAS) at AVX2, which nearly every x86-64 CPU made since 2015 has: the same params give
   the same bits on such CPUs, and a store shared across them holds one answer per cell.
-  Other architectures (arm64) compute with their own kernels, and their keys say so.
+  MKL takes its pin on Intel CPUs only, so on AMD CPUs the key also names the vendor and
+  features. Other architectures (arm64) compute with their own kernels, and say so.
 - `native` lets each library take the best the CPU has (faster where it has AVX-512 or AMX);
   the key then names the CPU's vendor and features, so a shared store never mixes cells
   computed by different kernels.
@@ -58,6 +59,7 @@ _FEATURES = {
 }
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
+PORTABLE = "x86_64-avx2"  # the key's name for cells computed under the pins
 _SET_HERE: set[str] = set()  # the variables apply() set in this process
 
 
@@ -96,12 +98,14 @@ def environment(mode: str) -> dict[str, str]:
 
 def tag(mode: str) -> str:
     """The kernels a cell computed here under `mode` runs with, for its key: `x86_64-avx2`
-    wherever portable pins them, else the architecture, vendor and features that pick them
-    (and any of PORTABLE_ENV's variables the user set)."""
-    if mode == "portable" and _avx2():
-        return "x86_64-avx2"
+    where portable pins them all (Intel), the same plus vendor and features where MKL still
+    picks its own (AMD), else the architecture, vendor and features that pick them (and any
+    of TORCH_ENV's variables the user set)."""
     arch, vendor, flags = cpu()
     features = ",".join(f for f in _FEATURES.get(arch, ()) if f in flags)
+    if mode == "portable" and _avx2():
+        # MKL refuses its AVX2 pin on other vendors' CPUs and dispatches by their features
+        return PORTABLE if vendor == "GenuineIntel" else f"{PORTABLE}:{vendor}:{features}"
     if mode == "portable":  # a CPU portable cannot pin: its own kernels, named as native's
         mode = "native"
     own = ",".join(f"{k}={os.environ[k]}" for k in sorted(TORCH_ENV)
@@ -135,7 +139,7 @@ def check(expected: str | None) -> None:
     holds (a Ray node of another CPU kind, a worker started without the settings)."""
     if expected is None:
         return
-    mode = "portable" if expected == "x86_64-avx2" else expected.partition(":")[0]
+    mode = "portable" if expected.startswith(PORTABLE) else expected.partition(":")[0]
     here = tag(mode)
     missing = [k for k, v in environment(mode).items() if os.environ.get(k) != v]
     if here != expected or missing:

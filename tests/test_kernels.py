@@ -168,3 +168,14 @@ def test_every_command_pins_numpy_before_numpy_loads():
     if not plain["on"]:
         pytest.skip("this CPU has no AVX-512 for numpy to use: nothing to tell apart")
     assert plain["openblas"] is None
+
+
+@pytest.mark.slow
+def test_ray_tasks_start_with_the_settings_though_the_driver_lacks_them(monkeypatch):
+    pytest.importorskip("ray")
+    env = dict(kernels.PORTABLE_ENV)
+    for k in env:
+        monkeypatch.delenv(k, raising=False)  # a local instance would inherit them otherwise
+    names = sorted(env)
+    outs = executor.run_tasks(os.getenv, names, kind="ray", device="cpu", num_cpus=1, env=env)
+    assert [o["result"] for o in outs] == [env[k] for k in names]

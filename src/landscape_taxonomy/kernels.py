@@ -113,25 +113,26 @@ def tag(mode: str) -> str:
     return ":".join(filter(None, (mode, arch, vendor, features, own)))
 
 
+def _set(env: dict[str, str]) -> None:
+    for k, v in env.items():
+        if k not in os.environ:
+            _SET_HERE.add(k)
+        os.environ[k] = v
+
+
 def apply(mode: str) -> None:
     """Set this process's environment for `mode` (inherited by the workers it starts); numpy
     follows only if it is not yet imported."""
     for k in list(_SET_HERE):  # an earlier apply's settings, e.g. portable before native
         os.environ.pop(k, None)
     _SET_HERE.clear()
-    for k, v in environment(mode).items():
-        if k not in os.environ:
-            _SET_HERE.add(k)
-        os.environ[k] = v
+    _set(environment(mode))
 
 
 def pin_numpy() -> None:
     """NUMPY_ENV, in a process that has not imported numpy yet (cli.py, at its start)."""
     if _avx2():
-        for k, v in NUMPY_ENV.items():
-            if k not in os.environ:
-                _SET_HERE.add(k)
-                os.environ[k] = v
+        _set({k: v for k, v in NUMPY_ENV.items() if k not in os.environ})
 
 
 def check(expected: str | None) -> None:

@@ -35,24 +35,48 @@ def test_same_seed_same_labels_and_nested_levels():
 
 def test_prepare_writes_manifest_and_keeps_test_labels_clean(tmp_path):
     m = data.prepare(tmp_path / "p", dataset="digits", root="unused", download=False,
-                     test_fraction=0.2, noise_levels=[0.0, 0.5], seed=0)
+                     test_fraction=0.2, seed=0)
     assert m["n_train"] + m["n_test"] == 1797
     prep = data.Prepared(tmp_path / "p")
-    _, _, _, yte, _ = data.load_digits(0.2, 0)
+    _, ytr, _, yte, _ = data.load_digits(0.2, 0)
     assert torch.equal(prep.y_test, torch.from_numpy(yte))
-    info = m["noise"]["0.5"]
     n = m["n_train"]
-    assert abs(info["realized_replaced"] - 0.5) < 4 * math.sqrt(0.25 / n)
-    assert info["n_changed"] == len(info["changed_indices"])
-    x, y = prep.train_set(0.5, 1.0)
-    assert (y != prep.y_clean[prep.order]).sum().item() == info["n_changed"]
+    # any level, named nowhere in advance: the labels noisy_labels draws for it
+    for p in (0.0, 0.5, 0.3):
+        x, y = prep.train_set(p, 1.0)
+        expect = data.noisy_labels(torch.from_numpy(ytr), p, 10, seed=0)[prep.order]
+        assert torch.equal(y, expect)
+    info = prep.label_noise(0.5, 1.0)
+    assert abs(info["replaced"] - 0.5) < 4 * math.sqrt(0.25 / n)
+    assert info["n_changed"] == (prep.train_set(0.5, 1.0)[1] != prep.y_clean[prep.order]).sum()
+    assert prep.label_noise(0.0, 1.0)["n_changed"] == 0
+    x, _ = prep.train_set(0.5, 1.0)
     xs, ys = prep.train_set(0.5, 0.25)
     assert len(ys) == int(0.25 * n) and torch.equal(xs, x[: len(ys)])
-    with pytest.raises(data.DataError, match="noise=0.3"):
-        prep.train_set(0.3, 1.0)
+    # two levels, two keys; the same level, the same key
+    assert prep.checksum(0.5, 1.0) != prep.checksum(0.3, 1.0) == prep.checksum(0.3, 1.0)
     # standardized with training statistics
     assert abs(prep.x_train.mean().item()) < 1e-4
     assert json.loads((tmp_path / "p" / "manifest.json").read_text())["n_classes"] == 10
+
+
+def test_pixels_kept_in_their_own_type_load_as_float32_standardized_once(tmp_path):
+    # On disk the pixels keep the dataset's uint8 (a quarter of float32's bytes); loaded,
+    # they are bit for bit what standardizing the float images in [0, 1] gives.
+    data.prepare(tmp_path / "p", dataset="digits", root="unused", download=False,
+                 test_fraction=0.2, seed=0)
+    stored = torch.load(tmp_path / "p" / "train.pt", weights_only=True)
+    assert stored["x"].dtype == torch.uint8 and int(stored["x"].max()) == 16
+    xtr, _, xte, _, _, _ = data.digits_raw(0.2, 0)
+    f_tr, f_te = xtr.astype(np.float32) / 16.0, xte.astype(np.float32) / 16.0
+    mean = f_tr.mean(axis=(0, 2, 3), keepdims=True)
+    std = f_tr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    prep = data.Prepared(tmp_path / "p")
+    assert prep.x_train.dtype == torch.float32
+    assert np.array_equal(prep.x_train.numpy(), (f_tr - mean) / std)
+    assert np.array_equal(prep.x_test.numpy(), (f_te - mean) / std)
+    assert data.Prepared(tmp_path / "p").manifest["checksums"]["x_train"] == \
+        data.tensor_checksum(prep.x_train)
 
 
 def test_digits_read_from_the_file_are_sklearns_own():
@@ -91,9 +115,10 @@ def test_torchvision_dataset_from_local_files(tmp_path, name, folder):
     for split, n in (("train", 30), ("t10k", 10)):
         write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051)
         write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)), 2049)
-    xtr, ytr, xte, yte, k = data.load_dataset(name, str(tmp_path), False, 0.2, 0)
+    xtr, ytr, xte, yte, k, scale = data.load_dataset(name, str(tmp_path), False, 0.2, 0)
     assert xtr.shape == (30, 1, 28, 28) and xte.shape == (10, 1, 28, 28) and k == 10
-    assert 0 <= xtr.min() and xtr.max() <= 1 and ytr.dtype == np.int64
+    # kept as the files hold them: uint8, scaled by 255 when loaded
+    assert xtr.dtype == np.uint8 and scale == 255.0 and ytr.dtype == np.int64
 
 
 def test_missing_files_without_download_name_the_files(tmp_path):

@@ -31,8 +31,9 @@ ONE_CELL = {
     "phase": {"train_loss_threshold": 0.1, "mc_threshold": 1.0, "cka_threshold": 0.8},
 }
 # Each grid, with the stages it runs (those after a skipped one reuse the last outputs).
-# Reads can branch on the axes: prepare reads the noise levels off a noise axis, else
-# `noise`; the stages from compute-metrics on never see the grid's params.
+# Reads can branch on the axes: train-grid reads `noise` only where noise is not the load
+# axis; prepare reads neither (its noise draws serve every level), and the stages from
+# compute-metrics on never see the grid's params.
 GRIDS = {
     "width x batch_size": ({}, None),  # None: every stage
     "noise x lr": ({"grid": {"load": {"param": "noise", "values": [0.2]},

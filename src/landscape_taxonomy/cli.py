@@ -78,13 +78,12 @@ def _exit(code: int):
 @one_line_errors
 def prepare_command(params: Path = PARAMS,
                     out: Path = typer.Option(Path("data/prepared"), help="prepared-data folder")):
-    """Load the dataset, apply the label noise, write tensors and a manifest."""
+    """Load the dataset, draw the label noise, write tensors and a manifest."""
     p = load_params(params)  # before the imports: a bad file is told at once
     from . import pipeline
     m = pipeline.prepare(p, out)
-    rates = ", ".join(f"noise {v['noise']:g}: {v['realized_replaced']:.3f} replaced"
-                      for v in m["noise"].values())
-    typer.echo(f"prepared {m['dataset']}: {m['n_train']} train, {m['n_test']} test ({rates})")
+    typer.echo(f"prepared {m['dataset']}: {m['n_train']} train, {m['n_test']} test (label-noise "
+               f"draws of seed {m['seed']}, for every level; each cell records its own)")
 
 
 @app.command("train")

@@ -1,9 +1,14 @@
 """Datasets as tensors, label noise, subsets, and the prepared-data files.
 
 Prepared data lives in one folder (the prepare-noisy-data output):
-    train.pt   x [N, C, H, W] float32, y_clean [N] int64, labels {noise: y [N]}, order [N]
-    test.pt    x [M, C, H, W] float32, y [M] int64 (always clean)
-    manifest.json  sizes, realized noise rates, changed labels, checksums
+    train.pt   x [N, C, H, W] pixels as stored (uint8 where the dataset has them), mean and
+               std [1, C, 1, 1] float32, y_clean [N] int64, order [N], and the label-noise
+               draws noise_u [N] float32, noise_class [N] int64
+    test.pt    x [M, C, H, W] pixels as stored, y [M] int64 (always clean)
+    manifest.json  sizes, pixel scale, checksums (of the standardized tensors)
+Pixels stay in their own type on disk (a quarter of float32's bytes; CIFAR-10's training set
+is 154 MB instead of 614 MB) and are standardized when loaded. The noise draws serve every
+level (labels_at), so the folder does not depend on the noise levels a grid trains at.
 Everything downstream batches by index into these tensors (no DataLoader).
 """
 
@@ -44,11 +49,17 @@ def tensor_checksum(*tensors) -> str:
     return h.hexdigest()[:16]
 
 
-def _standardize(x_train: np.ndarray, x_test: np.ndarray):
-    """Per-channel mean/std from the training images, applied to both splits."""
+def _pixel_stats(x_train: np.ndarray):
+    """Per-channel mean/std [1, C, 1, 1] of the training images (float32, in [0, 1])."""
     mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
     std = x_train.std(axis=(0, 2, 3), keepdims=True) + 1e-8
-    return (x_train - mean) / std, (x_test - mean) / std
+    return mean, std
+
+
+def standardized(raw: np.ndarray, scale: float, mean, std) -> np.ndarray:
+    """Pixels as stored -> the float32 network input, (raw / scale - mean) / std. numpy
+    here and when loading: torch may divide by a scalar's reciprocal, another rounding."""
+    return (raw.astype(np.float32) / scale - mean) / std
 
 
 def _digits_arrays():
@@ -65,19 +76,27 @@ def _digits_arrays():
     return d.images, d.target
 
 
-def load_digits(test_fraction: float, seed: int):
-    """scikit-learn's bundled 8x8 digits (1,797 images), split by a seeded permutation."""
+def digits_raw(test_fraction: float, seed: int):
+    """scikit-learn's bundled 8x8 digits (1,797 images), split by a seeded permutation, as
+    stored: (x_train, y_train, x_test, y_test, n_classes, scale), pixels uint8 in 0..16."""
     images, target = _digits_arrays()
-    x = images.astype(np.float32)[:, None] / 16.0  # [1797, 1, 8, 8]
+    x = images.astype(np.uint8)[:, None]  # [1797, 1, 8, 8], whole numbers 0..16
     y = target.astype(np.int64)
     perm = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
     test, train = perm[:n_test], perm[n_test:]
-    return x[train], y[train], x[test], y[test], 10
+    return x[train], y[train], x[test], y[test], 10, 16.0
+
+
+def load_digits(test_fraction: float, seed: int):
+    """The same split as float32 images in [0, 1]: (x_train, y_train, x_test, y_test, 10)."""
+    xtr, ytr, xte, yte, k, scale = digits_raw(test_fraction, seed)
+    return standardized(xtr, scale, 0.0, 1.0), ytr, standardized(xte, scale, 0.0, 1.0), yte, k
 
 
 def _to_arrays(ds):
-    """A torchvision dataset -> (x [N, C, H, W] float32 in [0, 1], y [N] int64)."""
+    """A torchvision dataset -> (x [N, C, H, W] as stored: uint8 for the supported sets,
+    y [N] int64)."""
     import torch
 
     data = ds.data
@@ -91,7 +110,7 @@ def _to_arrays(ds):
     labels = getattr(ds, "targets", None)
     if labels is None:
         labels = ds.labels  # SVHN
-    return data.astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
+    return np.ascontiguousarray(data), np.asarray(labels, dtype=np.int64)
 
 
 def load_torchvision(name: str, root: str, download: bool):
@@ -115,7 +134,9 @@ def load_torchvision(name: str, root: str, download: bool):
         splits.append(_to_arrays(ds))
     (xtr, ytr), (xte, yte) = splits
     n_classes = 100 if name == "cifar100" else 10
-    return xtr, ytr, xte, yte, n_classes
+    if xtr.dtype != np.uint8 or xte.dtype != np.uint8:  # no such set among ours: kept exact
+        return xtr.astype(np.float32), ytr, xte.astype(np.float32), yte, n_classes, 1.0
+    return xtr, ytr, xte, yte, n_classes, 255.0
 
 
 def _missing_message(name: str, root: str) -> str:
@@ -131,23 +152,36 @@ def _missing_message(name: str, root: str) -> str:
 
 def load_dataset(name: str, root: str, download: bool, test_fraction: float, seed: int):
     if name == "digits":
-        return load_digits(test_fraction, seed)
+        return digits_raw(test_fraction, seed)
     return load_torchvision(name, root, download)
+
+
+def noise_draws(n: int, n_classes: int, seed: int):
+    """(u [n] uniform in [0, 1), replacement class [n]): label i is replaced at noise p when
+    u_i < p. One set of draws serves every level, so the corrupted sets are nested as noise
+    grows and a grid over noise needs no level named in advance."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(n, generator=g)
+    repl = torch.randint(0, n_classes, (n,), generator=g)
+    return u, repl
+
+
+def labels_at(y, u, repl, noise: float):
+    """y with each label replaced by its drawn class where u < noise."""
+    import torch
+
+    return torch.where(u < noise, repl, y)
 
 
 def noisy_labels(y, noise: float, n_classes: int, seed: int):
     """Replace each label with probability `noise` by a uniformly drawn class.
 
     The replacement may equal the true class (the paper's definition), so the fraction of
-    labels that actually change is about noise * (1 - 1/K). The same draws serve every noise
-    level, so the corrupted sets are nested as noise grows.
+    labels that actually change is about noise * (1 - 1/K).
     """
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(len(y), generator=g)
-    repl = torch.randint(0, n_classes, (len(y),), generator=g)
-    return torch.where(u < noise, repl, y)
+    return labels_at(y, *noise_draws(len(y), n_classes, seed), noise)
 
 
 def subset_size(n: int, fraction: float) -> int:
@@ -187,34 +221,20 @@ def reuse(out_dir: str | Path, stamp: dict) -> dict | None:
 
 
 def prepare(out_dir: str | Path, *, dataset: str, root: str, download: bool,
-            test_fraction: float, noise_levels: list[float], seed: int,
-            stamp: dict | None = None) -> dict:
-    """Load, standardize, corrupt labels at each noise level, and write the prepared folder.
-    `stamp` (what reuse() compares) is recorded in the manifest with each file's sha256."""
+            test_fraction: float, seed: int, stamp: dict | None = None) -> dict:
+    """Load, draw the label noise, and write the prepared folder. `stamp` (what reuse()
+    compares) is recorded in the manifest with each file's sha256."""
     import torch
 
-    xtr, ytr, xte, yte, n_classes = load_dataset(dataset, root, download, test_fraction, seed)
-    xtr, xte = _standardize(xtr, xte)
-    x_train, y_clean = torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(ytr)
-    x_test, y_test = torch.from_numpy(np.ascontiguousarray(xte)), torch.from_numpy(yte)
+    xtr, ytr, xte, yte, n_classes, scale = load_dataset(dataset, root, download,
+                                                        test_fraction, seed)
+    mean, std = _pixel_stats(standardized(xtr, scale, 0.0, 1.0))
+    x_train = torch.from_numpy(standardized(xtr, scale, mean, std))  # checksums only
+    x_test = torch.from_numpy(standardized(xte, scale, mean, std))
+    y_clean, y_test = torch.from_numpy(ytr), torch.from_numpy(yte)
     # A fixed order for nested subsets: a cell with subset f trains on order[:f * N].
     order = torch.randperm(len(y_clean), generator=torch.Generator().manual_seed(seed + 1))
-
-    labels, noise_info = {}, {}
-    for p in sorted(set(noise_levels)):
-        y = noisy_labels(y_clean, p, n_classes, seed)
-        key = noise_key(p)
-        labels[key] = y
-        changed = (y != y_clean).nonzero().flatten()
-        noise_info[key] = {
-            "noise": p,
-            # replaced = drawn for replacement; ~Binomial(N, p) / N
-            "realized_replaced": _replaced_rate(len(y_clean), p, seed),
-            "realized_changed": float(len(changed)) / len(y_clean),
-            "n_changed": int(len(changed)),
-            "changed_indices": changed.tolist(),
-            "checksum": tensor_checksum(y),
-        }
+    u, repl = noise_draws(len(y_clean), n_classes, seed)
 
     manifest = {
         "dataset": dataset,
@@ -222,31 +242,26 @@ def prepare(out_dir: str | Path, *, dataset: str, root: str, download: bool,
         "n_train": len(y_clean),
         "n_test": len(y_test),
         "input_shape": list(x_train.shape[1:]),
+        "pixels": {"dtype": str(xtr.dtype), "scale": scale},
         "seed": seed,
-        "noise": noise_info,
         "checksums": {
             "x_train": tensor_checksum(x_train),
             "y_clean": tensor_checksum(y_clean),
             "x_test": tensor_checksum(x_test, y_test),
             "order": tensor_checksum(order),
+            "noise_draws": tensor_checksum(y_clean, u, repl),
         },
     }
+    stats = {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std), "scale": scale}
     with atomic_dir(out_dir) as tmp:
-        torch.save({"x": x_train, "y_clean": y_clean, "labels": labels, "order": order},
-                   tmp / "train.pt")
-        torch.save({"x": x_test, "y": y_test}, tmp / "test.pt")
+        torch.save({"x": torch.from_numpy(xtr), **stats, "y_clean": y_clean, "order": order,
+                    "noise_u": u, "noise_class": repl}, tmp / "train.pt")
+        torch.save({"x": torch.from_numpy(xte), "y": y_test}, tmp / "test.pt")
         if stamp is not None:
             manifest["stamp"] = stamp
             manifest["files"] = {n: file_digest(tmp / n) for n in PREPARED_FILES}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
-
-
-def _replaced_rate(n: int, p: float, seed: int) -> float:
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    return float((torch.rand(n, generator=g) < p).float().mean())
 
 
 def noise_key(p: float) -> str:
@@ -272,30 +287,44 @@ class Prepared:
 
             train = torch.load(self.folder / "train.pt", weights_only=True)
             test = torch.load(self.folder / "test.pt", weights_only=True)
-            self._tensors = {"x_train": train["x"], "order": train["order"],
-                             "labels": train["labels"], "y_clean": train["y_clean"],
-                             "x_test": test["x"], "y_test": test["y"]}
+            pix = (train["scale"], train["mean"].numpy(), train["std"].numpy())
+
+            def x(raw):
+                return torch.from_numpy(standardized(raw.numpy(), *pix))
+            self._tensors = {"x_train": x(train["x"]), "order": train["order"],
+                             "y_clean": train["y_clean"], "noise_u": train["noise_u"],
+                             "noise_class": train["noise_class"],
+                             "x_test": x(test["x"]), "y_test": test["y"]}
         return self._tensors
 
     x_train = property(lambda self: self._load()["x_train"])
     order = property(lambda self: self._load()["order"])
-    labels = property(lambda self: self._load()["labels"])
     y_clean = property(lambda self: self._load()["y_clean"])
     x_test = property(lambda self: self._load()["x_test"])
     y_test = property(lambda self: self._load()["y_test"])
 
+    def labels(self, noise: float):
+        """All N training labels at this noise level."""
+        t = self._load()
+        return labels_at(t["y_clean"], t["noise_u"], t["noise_class"], noise)
+
     def train_set(self, noise: float, subset: float):
         """(x [n, C, H, W], y [n]) for a cell: the first subset*N of the fixed order."""
-        key = noise_key(noise)
-        if key not in self.labels:
-            raise DataError(f"noise={noise}: no labels prepared at that level; rerun "
-                            f"prepare-noisy-data (prepared: {', '.join(self.labels)})")
         idx = self.order[: subset_size(len(self.order), subset)]
-        return self.x_train[idx], self.labels[key][idx]
+        return self.x_train[idx], self.labels(noise)[idx]
+
+    def label_noise(self, noise: float, subset: float) -> dict:
+        """What the noise did to a cell's training labels: the fractions drawn for
+        replacement (~ noise) and actually changed (~ noise * (1 - 1/K))."""
+        idx = self.order[: subset_size(len(self.order), subset)]
+        u = self._load()["noise_u"][idx]
+        changed = self.labels(noise)[idx] != self.y_clean[idx]
+        return {"noise": noise, "replaced": float((u < noise).float().mean()),
+                "changed": float(changed.float().mean()), "n_changed": int(changed.sum())}
 
     def checksum(self, noise: float, subset: float) -> str:
         """What a cell's training depends on in the data: images, its labels, its subset."""
         c = self.manifest["checksums"]
         return hashlib.sha256("|".join([
-            c["x_train"], c["x_test"], c["order"], self.manifest["noise"][noise_key(noise)]
-            ["checksum"], number_text(subset)]).encode()).hexdigest()[:16]
+            c["x_train"], c["x_test"], c["order"], c["noise_draws"], noise_key(noise),
+            number_text(subset)]).encode()).hexdigest()[:16]

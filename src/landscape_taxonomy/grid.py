@@ -68,13 +68,6 @@ def cells(p: Params) -> list[Cell]:
     return out
 
 
-def noise_levels(p: Params) -> list[float]:
-    """The label-noise levels the grid trains at (prepare-noisy-data writes each)."""
-    if p.grid.load.param == "noise":
-        return sorted(set(p.grid.load.values))
-    return [p.noise]
-
-
 def digest(*parts) -> str:
     h = hashlib.sha256()
     for part in parts:

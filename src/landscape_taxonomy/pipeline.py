@@ -65,18 +65,18 @@ class CellsFailed(RuntimeError):
 
 def prepare(p: Params, out_dir: Path) -> dict:
     """Write the prepared folder, or leave it untouched when it was made from the same
-    inputs by the same code (one more width reruns this stage, since a noise axis would
-    change its output, but gets the same data)."""
+    inputs by the same code (DVC reruns the stage when its code changes in a way that
+    changes no byte). It reads neither `noise` nor the grid: the noise draws serve every
+    level, so a noise change or one more load value never reruns it."""
     stamp = {"dataset": p.data.dataset, "root": p.data.root,
              "test_fraction": p.data.test_fraction, "seed": p.seed,
-             "noise_levels": [float(v) for v in grid.noise_levels(p)],
              "code": grid.code_hash("data:prepare")}
     kept = data_mod.reuse(out_dir, stamp)
     if kept is not None:
         return kept
     return data_mod.prepare(out_dir, dataset=p.data.dataset, root=p.data.root,
                             download=p.data.download, test_fraction=p.data.test_fraction,
-                            noise_levels=grid.noise_levels(p), seed=p.seed, stamp=stamp)
+                            seed=p.seed, stamp=stamp)
 
 
 # -- train -------------------------------------------------------------------------------
@@ -192,7 +192,8 @@ def _train_locked(task: TrainTask, store: CellStore) -> dict:
     # No names, no timings: the store is content-addressed, and what a cell holds must not
     # depend on which grid first computed it (the cell_id is in models/index.json).
     info = {"key": key, "cell": cell, "recipe": task.recipe,
-            "n_train": len(y), "device": str(device), "torch_threads": torch.get_num_threads(),
+            "n_train": len(y), "label_noise": prep.label_noise(cell["noise"], cell["subset"]),
+            "device": str(device), "torch_threads": torch.get_num_threads(),
             "diverged": [r.diverged for r in results], "epochs": [r.epochs for r in results],
             "best_epoch": [r.best_epoch for r in results],
             "stopped_early": [r.stopped_early for r in results]}

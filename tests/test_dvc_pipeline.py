@@ -78,6 +78,15 @@ def test_repro_builds_every_contract_and_reruns_only_what_changed(project):
     set_param(project, "metrics.hessian.samples", 32)
     assert repro(project) == ["compute-metrics", "classify-phase", "plot"]
 
+    # label noise: the prepared data serve every level, so only training onwards reruns
+    set_param(project, "noise", 0.5)
+    assert repro(project) == ["train-grid", "compute-metrics", "classify-phase", "plot"]
+    info = json.loads((project / "models" / "width=1__batch_size=32" / "info.json").read_text())
+    noise = info["label_noise"]
+    n = info["n_train"]
+    assert noise["noise"] == 0.5 and abs(noise["replaced"] - 0.5) < 4 * (0.25 / n) ** 0.5
+    assert 0 < noise["changed"] < noise["replaced"]  # a redrawn label may keep its class
+
     # metrics and plots as DVC shows them
     shown = run(DVC + ["metrics", "show", "--json"], project).stdout
     assert "best_test_acc" in shown

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_incremental.py             # a 2x2 grid of the default study
     python benchmarks/bench_incremental.py --default   # the default grid, plus width 3
+    python benchmarks/bench_incremental.py --arch cnn  # the 2x2 grid of another model
 
 In a temporary git + DVC copy of the project (its own cell store and DVC cache): a full
 `dvc repro`, then one more value in `grid.load.values` and `dvc repro` again. Prints both
@@ -48,9 +49,11 @@ def estimator_stage(proj: Path, method: str) -> float:
                out / "curves.csv", "--cells", out / "cells"], proj)
 
 
-def measure(default: bool, estimators: bool = False) -> dict:
+def measure(default: bool, estimators: bool = False, arch: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         proj = make_project(Path(tmp) / "proj")
+        if arch:
+            edit_params(proj, lambda params: params["model"].update(arch=arch))
         if default:
             load, add = set_grid(proj), 3
         else:
@@ -77,9 +80,11 @@ def main(argv=None):
                     help="the default grid of params.yaml instead of the 2x2 one")
     ap.add_argument("--estimators", action="store_true",
                     help="then compute-metrics with method pyhessian and lanczos (fresh stores)")
+    ap.add_argument("--arch", choices=["mlp", "cnn", "resnet18"],
+                    help="model.arch for the copy (default: params.yaml's)")
     args = ap.parse_args(argv)
-    r = measure(args.default, args.estimators)
-    grid = "default grid" if args.default else "2x2 grid"
+    r = measure(args.default, args.estimators, args.arch)
+    grid = ("default grid" if args.default else "2x2 grid") + (f", {args.arch}" * bool(args.arch))
     print(f"{grid}, load values {r['load']}: full dvc repro {r['full']:.1f} s "
           f"(peak memory of a stage or worker {r['peak_mib']:.0f} MiB)")
     print(f"add load value {r['add']}: {r['more']:.1f} s = {r['more'] / r['full']:.0%} of the "

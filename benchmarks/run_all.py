@@ -25,6 +25,8 @@ BENCHMARKS = {
                   "estimators' error against exact Hessians, and their cost; autograd vs "
                   "hand-derived products (ResNet18 on CUDA)"),
     "incremental": (["bench_incremental.py"], "2x2 grid: the full run and one more width"),
+    "incremental-cnn": (["bench_incremental.py", "--arch", "cnn"],
+                        "the same with the small CNN, whose cells cost more than the MLP's"),
     "disk": (["bench_disk.py"], "2x2 grid: disk held against the results' bytes"),
     "disk-large": (["bench_disk.py", "--large"],
                    "2x2 grid of wide models: disk held where the model bytes dominate"),

@@ -101,7 +101,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    arch: Arch = _f("cnn", "one of " + ", ".join(ARCHS))
+    arch: Arch = _f("mlp", "one of " + ", ".join(ARCHS))
     width: int = _f(8, "an integer >= 1", ge=1)
 
 

@@ -65,9 +65,9 @@ class CellsFailed(RuntimeError):
 
 def prepare(p: Params, out_dir: Path) -> dict:
     """Write the prepared folder, or leave it untouched when it was made from the same
-    inputs by the same code (DVC reruns the stage when its code changes in a way that
-    changes no byte). It reads neither `noise` nor the grid: the noise draws serve every
-    level, so a noise change or one more load value never reruns it."""
+    inputs by the same code (DVC reruns the stage for any edit of its code, most of which
+    change no byte of it). It reads neither `noise` nor the grid: the noise draws serve
+    every level, so a noise change or one more load value never reruns it."""
     stamp = {"dataset": p.data.dataset, "root": p.data.root,
              "test_fraction": p.data.test_fraction, "seed": p.seed,
              "code": grid.code_hash("data:prepare")}

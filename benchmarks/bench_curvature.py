@@ -1,14 +1,16 @@
 """Hessian estimators and engines: accuracy and cost, old against new, measured.
 
-    python benchmarks/bench_curvature.py [--widths 1 4 16] [--seeds 5] [--epochs 10]
-        [--resnet-widths 8 16 32] [--resnet-device cuda|cpu] [--json PATH] [--quick]
+    python benchmarks/bench_curvature.py [--archs mlp cnn] [--widths ...] [--seeds 5]
+        [--epochs 10] [--resnet-widths 8 16 32] [--resnet-device cuda|cpu] [--json PATH]
+        [--quick]
     python benchmarks/bench_curvature.py --quick --resnet-device cpu   # smoke run, CPU
 
 1. CPU, estimators (metrics.hessian.method): pyhessian (power iteration + Hutchinson with
    PyHessian's stop rules) against lanczos (Lanczos top eigenvalue with its residual, trace
    deflated by the Lanczos basis, stopped at SE/|trace| <= trace_rel_se), both with the
    schema defaults (HessianConfig()) through cell._estimate, the function production runs.
-   One trained cnn per width, the production sample of 500 points (study seed 0, repeat 0),
+   One trained model per arch and width (the default study's mlp at widths 1 2 16, the small
+   cnn at 1 4 16), the production sample of 500 points (study seed 0, repeat 0),
    and --seeds probe generators on that same sample. The reference is the exact trace and
    top eigenvalue of the dense Hessian (autograd products, a code path independent of
    second_order.py) up to DENSE_MAX parameters, else a long Lanczos run, labelled so.
@@ -34,7 +36,8 @@ from landscape_taxonomy.metrics import estimators, hessian
 from landscape_taxonomy.metrics.cell import _estimate, hessian_sample
 from landscape_taxonomy.models import build_model
 
-DENSE_MAX = 2000  # parameters: the dense Hessian costs this many products, float64
+DENSE_MAX = 4000  # parameters: the dense Hessian costs this many products, float64
+WIDTHS = {"mlp": [1, 2, 16], "cnn": [1, 4, 16]}  # exact, exact, long Lanczos
 
 
 def production_sample(x, y, n, seed=0):
@@ -89,7 +92,7 @@ def reference(model, xs, ys):
             "trace_se": c.trace_se, "top_residual": c.top_residual}
 
 
-def bench_estimators(x, y, widths, seeds, epochs, samples):
+def bench_estimators(x, y, archs, widths, seeds, epochs, samples):
     cfg = HessianConfig()
     idx = production_sample(x, y, samples)
     xs, ys = x[idx], y[idx]
@@ -97,12 +100,12 @@ def bench_estimators(x, y, widths, seeds, epochs, samples):
     print(f"\n## 1. Estimators, CPU: {len(ys)} samples, {seeds} probe seeds, schema defaults"
           f" (max_iter {cfg.max_iter}, tol {cfg.tol}, lanczos_steps {cfg.lanczos_steps}, "
           f"trace_rel_se {cfg.trace_rel_se})\n")
-    print("| cnn width (params) | reference | method | time/model | probes | H v products "
+    print("| model width (params) | reference | method | time/model | probes | H v products "
           "| trace mean | trace \\|err\\| mean / max | SE (rel) | \\|err\\| <= 2 SE "
           "| top rel err max | top residual |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for w in widths:
-        model = trained_model(w, 0, x, y, epochs=epochs, batch_size=64)
+    for arch, w in [(a, w) for a in archs for w in (widths or WIDTHS[a])]:
+        model = trained_model(w, 0, x, y, epochs=epochs, batch_size=64, arch=arch)
         n = sum(p.numel() for p in model.parameters())
         ref = reference(model, xs, ys)
         # Old and new alternate seed by seed (compare), so drift in the machine hits both.
@@ -125,7 +128,7 @@ def bench_estimators(x, y, widths, seeds, epochs, samples):
             tops = [abs(r["top"] - ref["top"]) / abs(ref["top"]) for r in rs]
             med[method] = statistics.median(times[method])
             hv = [r.get("hvps", r["top_iters"]) for r in rs]  # pyhessian: power iterations
-            row = {"width": w, "params": n, "reference": ref["ref"],
+            row = {"arch": arch, "width": w, "params": n, "reference": ref["ref"],
                    "ref_trace": ref["trace"], "ref_trace_se": ref["trace_se"],
                    "ref_top": ref["top"], "method": method,
                    "time_s": med[method], "times_s": times[method],
@@ -138,14 +141,15 @@ def bench_estimators(x, y, widths, seeds, epochs, samples):
             rows.append(row)
             fin = [r for r in row["top_residual"] if math.isfinite(r)]
             resid = f"{max(fin):.3g}" if fin else "-"  # power iteration reports none
-            print(f"| {w} ({n}) | {ref['ref']}: tr {ref['trace']:.4g}, top {ref['top']:.4g} "
+            print(f"| {arch} {w} ({n}) | {ref['ref']}: tr {ref['trace']:.4g}, "
+                  f"top {ref['top']:.4g} "
                   f"| {method} | {med[method]:.2f} s | {statistics.median(row['probes']):g} "
                   f"| {statistics.median(hv):g} | {row['trace_mean']:.4g} "
                   f"| {statistics.fmean(map(abs, errs)):.2%} / {max(map(abs, errs)):.2%} "
                   f"| {statistics.median(row['trace_rel_se']):.2%} "
                   f"| {row['within_2se']}/{seeds} | {max(tops):.2%} "
                   f"| {resid} |", flush=True)
-        print(f"| {w} ({n}) | | new/old time | {med['lanczos'] / med['pyhessian']:.2f}x "
+        print(f"| {arch} {w} ({n}) | | new/old time | {med['lanczos'] / med['pyhessian']:.2f}x "
               "| | | | | | | | |", flush=True)
     return rows
 
@@ -243,21 +247,24 @@ def recommendation(rows, device) -> str:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--widths", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--archs", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
+    ap.add_argument("--widths", type=int, nargs="+",
+                    help="the same widths for every arch (default: mlp 1 2 16, cnn 1 4 16)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--resnet-widths", type=int, nargs="+")
     ap.add_argument("--resnet-device", choices=["cuda", "cpu"],
                     default="cuda" if torch.cuda.is_available() else None)
     ap.add_argument("--json", metavar="PATH")
-    ap.add_argument("--quick", action="store_true", help="widths 1 4, 3 seeds")
+    ap.add_argument("--quick", action="store_true", help="widths 1 2, 3 seeds")
     args = ap.parse_args()
     if args.quick:
-        args.widths, args.seeds = [1, 4], 3
+        args.widths, args.seeds = [1, 2], 3
     print(machine())
     x, y = digits_train()
     results = {"machine": machine(), "estimators": bench_estimators(
-        x, y, args.widths, args.seeds, args.epochs, HessianConfig().samples), "engines": []}
+        x, y, args.archs, args.widths, args.seeds, args.epochs, HessianConfig().samples),
+        "engines": []}
     if args.resnet_device is None:
         print("\n## 2. Engines on ResNet18: skipped (no CUDA; --resnet-device cpu runs it)")
     else:

@@ -29,10 +29,11 @@ def digits_train():
     return (x - mean) / std, torch.from_numpy(ytr)
 
 
-def trained_model(width: int, seed: int, x, y, epochs: int = 20, batch_size: int = 64):
-    r = train_model(build_model("cnn", width, (1, 8, 8), 10, seed=seed), x, y,
+def trained_model(width: int, seed: int, x, y, epochs: int = 20, batch_size: int = 64,
+                  arch: str = "cnn"):
+    r = train_model(build_model(arch, width, (1, 8, 8), 10, seed=seed), x, y,
                     Recipe.from_config(max_epochs=epochs, batch_size=batch_size), seed=seed)
-    m = build_model("cnn", width, (1, 8, 8), 10, seed=seed)  # plain layout for both sides
+    m = build_model(arch, width, (1, 8, 8), 10, seed=seed)  # plain layout for both sides
     m.load_state_dict(r.state)
     return m.eval()
 

@@ -100,7 +100,7 @@ def test_a_broken_table_gets_one_line_and_no_output(tmp_path, text, args, messag
     assert "Traceback" not in res.stderr and not out.exists()
 
 
-def test_figure_png_keeps_vl_converts_pixels_in_fewer_bytes(foreign, tmp_path):
+def test_figure_files_keep_vl_converts_pixels_in_fewer_bytes(foreign, tmp_path):
     import io
 
     import numpy as np
@@ -114,12 +114,15 @@ def test_figure_png_keeps_vl_converts_pixels_in_fewer_bytes(foreign, tmp_path):
     df = read_table(foreign, load_col="width", temperature_col="batch_size")
     chart = plots.metric_heatmap(df, "cka")
     svg, png = plots.save(chart, tmp_path, "cka")
-    raw = vlc.svg_to_png(vlc.vegalite_to_svg(chart.to_dict(),
-                                             vl_version=vl_version_for_vl_convert()),
-                         scale=2, ppi=72)
+    # what vl-convert makes of the chart as altair gives it (ARIA labels on)
+    raw_svg = vlc.vegalite_to_svg(chart.to_dict(), vl_version=vl_version_for_vl_convert())
+    raw = vlc.svg_to_png(raw_svg, scale=2, ppi=72)
     pixels = [np.asarray(Image.open(io.BytesIO(b))) for b in (raw, png.read_bytes())]
     assert np.array_equal(*pixels)
     assert png.stat().st_size < len(raw) / 2
+    # every cell's screen-reader label gone (the title keeps its own)
+    assert raw_svg.count("aria-label") > 10 * svg.read_text().count("aria-label")
+    assert svg.stat().st_size < 0.8 * len(raw_svg.encode())
 
 
 def test_plot_draws_cell_densities_and_skips_a_header_only_table(tmp_path):

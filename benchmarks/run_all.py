@@ -1,6 +1,6 @@
 """Every benchmark, one after the other in one run, into one results file.
 
-    python benchmarks/run_all.py                      # all of them: about 30 min on 2 cores
+    python benchmarks/run_all.py                      # all of them: about 8 min on 2 cores
     python benchmarks/run_all.py --only curvature disk
     python benchmarks/run_all.py --out benchmarks/results.md
 

@@ -5,15 +5,19 @@
         [--quick]
     python benchmarks/bench_curvature.py --quick --resnet-device cpu   # smoke run, CPU
 
-1. CPU, estimators (metrics.hessian.method): pyhessian (power iteration + Hutchinson with
-   PyHessian's stop rules) against lanczos (Lanczos top eigenvalue with its residual, trace
-   deflated by the Lanczos basis, stopped at SE/|trace| <= trace_rel_se), both with the
-   schema defaults (HessianConfig()) through cell._estimate, the function production runs.
+1. CPU, estimators (metrics.hessian.method, .trace): pyhessian (power iteration +
+   Hutchinson with PyHessian's stop rules) against lanczos (Lanczos top eigenvalue with its
+   residual) with the trace deflated by the Lanczos basis, stopped at SE/|trace| <=
+   trace_rel_se (trace: hutchinson), and with the exact trace (trace: auto, the default:
+   ggn.py), all with the schema defaults (HessianConfig()) through cell._estimate, the
+   function production runs.
    One trained model per arch and width (the default study's mlp at widths 1 2 16, the small
    cnn at 1 4 16), the production sample of 500 points (study seed 0, repeat 0),
    and --seeds probe generators on that same sample. The reference is the exact trace and
    top eigenvalue of the dense Hessian (autograd products, a code path independent of
-   second_order.py) up to DENSE_MAX parameters, else a long Lanczos run, labelled so.
+   second_order.py) up to DENSE_MAX parameters; above, the Gauss-Newton trace in float64
+   (ggn.py, checked against dense Hessians in tests/test_ggn.py) and the top eigenvalue of
+   an 80-step Lanczos run, labelled so.
 2. Engines, HVP(engine="autograd") (double backward) against engine="auto" (hand-derived
    rules, second_order.py) on paper-size ResNet18: time per H v (power iteration, Lanczos)
    and per vᵀHv probe (Hutchinson), and their agreement. Runs on CUDA when present; on a
@@ -23,16 +27,17 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
 import time
 
 import torch
-from common import compare, digits_train, machine, trained_model
+from common import digits_train, machine, trained_model
 
 from landscape_taxonomy.config import HessianConfig
-from landscape_taxonomy.metrics import estimators, hessian
+from landscape_taxonomy.metrics import estimators, ggn, hessian
 from landscape_taxonomy.metrics.cell import _estimate, hessian_sample
 from landscape_taxonomy.models import build_model
 
@@ -46,16 +51,23 @@ def production_sample(x, y, n, seed=0):
     return torch.arange(len(y)) if idx is None else idx
 
 
+METHODS = ("pyhessian", "hutchinson", "exact")  # the first is the old way
+
+
 def run_estimator(model, xs, ys, cfg, method, probe_seed):
-    """One model's row as production computes it (HVP built inside: production pays it too),
-    but with the probe generator seeded apart from the sample."""
+    """One model's row as production computes it (HVP and the exact trace built inside:
+    production pays them too), but with the probe generator seeded apart from the sample.
+    method: pyhessian, hutchinson (lanczos, trace: hutchinson) or exact (lanczos, trace:
+    auto)."""
     hvp = hessian.HVP(model, xs, ys, chunk=cfg.chunk)
     per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1
     g = torch.Generator().manual_seed(1000 + probe_seed)
-    return _estimate(hvp, method, g, per_pass, max_iter=cfg.max_iter, tol=cfg.tol,
-                     top_k=cfg.top_k, lanczos_steps=cfg.lanczos_steps,
-                     trace_rel_se=cfg.trace_rel_se, trace_min_probes=cfg.trace_min_probes,
-                     max_probes=cfg.max_probes)[0]
+    exact = [ggn.hessian_trace(model, xs, ys, cfg.chunk)] if method == "exact" else None
+    return _estimate(hvp, "pyhessian" if method == "pyhessian" else "lanczos", g, per_pass,
+                     max_iter=cfg.max_iter, tol=cfg.tol, top_k=cfg.top_k,
+                     lanczos_steps=cfg.lanczos_steps, trace_rel_se=cfg.trace_rel_se,
+                     trace_min_probes=cfg.trace_min_probes, max_probes=cfg.max_probes,
+                     exact_traces=exact)[0]
 
 
 def dense_hessian(model, xs, ys, cols=64, dtype=torch.float32) -> torch.Tensor:
@@ -82,14 +94,14 @@ def reference(model, xs, ys):
         h = dense_hessian(model, xs, ys)
         return {"ref": "exact (dense)", "trace": float(h.trace()),
                 "top": float(torch.linalg.eigvalsh(h)[-1]), "trace_se": 0.0}
-    # Long Lanczos: 80 steps deflate far more, 0.1% SE; its SE joins the error bar below.
+    # The trace exactly (Gauss-Newton, float64), the top eigenvalue from 80 Lanczos steps.
+    trace = ggn.hessian_trace(copy.deepcopy(model).double(), xs.double(), ys)
     hvp = hessian.HVP(model, xs, ys)
-    c = estimators.curvature(hvp, max_iter=100, tol=1e-6, min_steps=80, rel_se=1e-3,
-                             max_probes=4000, probes_per_pass=4,
-                             generator=torch.Generator().manual_seed(999))[0]
-    return {"ref": f"lanczos-80, {c.trace_probes} probes, SE {c.trace_se / abs(c.trace):.2%}",
-            "trace": c.trace, "top": c.top,
-            "trace_se": c.trace_se, "top_residual": c.top_residual}
+    c = estimators.curvature(hvp, max_iter=100, tol=1e-6, min_steps=80,
+                             generator=torch.Generator().manual_seed(999),
+                             exact_traces=[trace])[0]
+    return {"ref": "exact trace (Gauss-Newton, float64), top: lanczos-80", "trace": trace,
+            "top": c.top, "trace_se": 0.0, "top_residual": c.top_residual}
 
 
 def bench_estimators(x, y, archs, widths, seeds, epochs, samples):
@@ -108,18 +120,16 @@ def bench_estimators(x, y, archs, widths, seeds, epochs, samples):
         model = trained_model(w, 0, x, y, epochs=epochs, batch_size=64, arch=arch)
         n = sum(p.numel() for p in model.parameters())
         ref = reference(model, xs, ys)
-        # Old and new alternate seed by seed (compare), so drift in the machine hits both.
-        res = {"lanczos": [], "pyhessian": []}
-        times = {"lanczos": [], "pyhessian": []}
+        # The methods alternate seed by seed, so drift in the machine hits them alike.
+        res = {m: [] for m in METHODS}
+        times = {m: [] for m in METHODS}
         for s in range(seeds):
-            t_new, t_old, new, old = compare(
-                lambda r: run_estimator(model, xs, ys, cfg, "lanczos", s),
-                lambda r: run_estimator(model, xs, ys, cfg, "pyhessian", s), 1)
-            for method, r, t in (("lanczos", new, t_new), ("pyhessian", old, t_old)):
-                res[method].append(r)
-                times[method].append(t)
+            for method in METHODS:
+                t0 = time.perf_counter()
+                res[method].append(run_estimator(model, xs, ys, cfg, method, s))
+                times[method].append(time.perf_counter() - t0)
         med = {}
-        for method in ("pyhessian", "lanczos"):
+        for method in METHODS:
             rs = res[method]
             errs = [(r["trace"] - ref["trace"]) / abs(ref["trace"]) for r in rs]
             # the reference's own SE (long Lanczos) widens the bar; zero when exact
@@ -141,15 +151,18 @@ def bench_estimators(x, y, archs, widths, seeds, epochs, samples):
             rows.append(row)
             fin = [r for r in row["top_residual"] if math.isfinite(r)]
             resid = f"{max(fin):.3g}" if fin else "-"  # power iteration reports none
+            err = (f"{statistics.fmean(map(abs, errs)):.2%} / {max(map(abs, errs)):.2%}"
+                   if method != "exact" else f"{max(map(abs, errs)):.1e} (float32)")
+            within = f"{row['within_2se']}/{seeds}" if method != "exact" else "- (SE 0)"
             print(f"| {arch} {w} ({n}) | {ref['ref']}: tr {ref['trace']:.4g}, "
                   f"top {ref['top']:.4g} "
                   f"| {method} | {med[method]:.2f} s | {statistics.median(row['probes']):g} "
-                  f"| {statistics.median(hv):g} | {row['trace_mean']:.4g} "
-                  f"| {statistics.fmean(map(abs, errs)):.2%} / {max(map(abs, errs)):.2%} "
+                  f"| {statistics.median(hv):g} | {row['trace_mean']:.4g} | {err} "
                   f"| {statistics.median(row['trace_rel_se']):.2%} "
-                  f"| {row['within_2se']}/{seeds} | {max(tops):.2%} "
-                  f"| {resid} |", flush=True)
-        print(f"| {arch} {w} ({n}) | | new/old time | {med['lanczos'] / med['pyhessian']:.2f}x "
+                  f"| {within} | {max(tops):.2%} | {resid} |", flush=True)
+        old = med["pyhessian"]
+        print(f"| {arch} {w} ({n}) | | time / pyhessian's | hutchinson "
+              f"{med['hutchinson'] / old:.2f}x, exact {med['exact'] / old:.2f}x "
               "| | | | | | | | |", flush=True)
     return rows
 

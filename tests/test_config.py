@@ -132,6 +132,8 @@ BAD = [  # (patch of the tiny params, the exact line)
     ({"metrics": {"hessian": {"samples": True}}},
      "metrics.hessian.samples: must be a positive integer or 'all', got True"),
     ({"metrics": {"curve": {"points": 2}}}, "metrics.curve.points: must be an integer >= 3, got 2"),
+    ({"metrics": {"hessian": {"trace": "exact"}}},
+     "metrics.hessian.trace: must be auto or hutchinson, got 'exact'"),
     ({"phase": {"cka_threshold": 1.5}}, "phase.cka_threshold: must be 'auto' or a number in "
                                         "[0, 1], got 1.5"),
     ({"phase": {"mc_threshold": "automatic"}}, "phase.mc_threshold: must be 'auto' or a "

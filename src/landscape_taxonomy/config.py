@@ -187,9 +187,10 @@ class TrainConfig(_Section):
 
 
 class HessianConfig(_Section):
-    """method lanczos: Lanczos top_k eigenvalues with residuals, and the trace deflated by
-    the Lanczos basis with an SE stop rule (metrics/estimators.py); pyhessian: power
-    iteration and Hutchinson with PyHessian's stop rules (max_iter, tol)."""
+    """method lanczos: Lanczos top_k eigenvalues with residuals, and the trace exact where it
+    can be (trace auto, metrics/ggn.py), else deflated by the Lanczos basis with an SE stop
+    rule (metrics/estimators.py); pyhessian: power iteration and Hutchinson with
+    PyHessian's stop rules (max_iter, tol)."""
 
     samples: Literal["all"] | PosInt = _f(500, "a positive integer or 'all'")
     method: Literal["lanczos", "pyhessian"] = _f("lanczos", "lanczos or pyhessian")
@@ -206,6 +207,9 @@ class HessianConfig(_Section):
     # measured faster on CPU; autograd: always the double backward (benchmarks/
     # bench_curvature.py times both on a device, CUDA included, and names the faster)
     engine: Literal["auto", "autograd"] = _f("auto", "auto or autograd")
+    # auto: the exact trace where the Hessian's equals the Gauss-Newton matrix's (metrics/
+    # ggn.py: mlp, cnn, resnet18), else the deflated Hutchinson; hutchinson: always probes
+    trace: Literal["auto", "hutchinson"] = _f("auto", "auto or hutchinson")
 
     @model_validator(mode="after")
     def _probe_bounds(self):

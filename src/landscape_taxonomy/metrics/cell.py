@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..models import build_model, fast_layout
 from ..stacked import split_outputs, stack_inputs, stack_models
-from . import curves, estimators, hessian, similarity
+from . import curves, estimators, ggn, hessian, similarity
 from .fold import fold_batchnorm
 
 
@@ -127,13 +127,15 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
                       method: str = "lanczos", top_k: int = 1, lanczos_steps: int = 20,
                       trace_rel_se: float = 0.01, trace_min_probes: int = 16,
                       max_probes: int = 1000, stack: bool = False,
-                      engine: str = "auto") -> list[dict]:
+                      engine: str = "auto", trace: str = "auto") -> list[dict]:
     """Top eigenvalue(s) and trace of each model, `repeats` times on independent samples.
 
     Every model gets the same sample and random vectors. With stack=True the models go
     through one stacked network (one double backward for all); the estimates are the same.
     method: "lanczos" (estimators.py: residuals, trace with its SE) or "pyhessian".
     engine: "auto" (hand-derived products where they cover the model) or "autograd".
+    trace (lanczos): "auto", the exact trace where it equals the Gauss-Newton trace (ggn.py:
+    the project's models in eval mode), else the deflated Hutchinson; "hutchinson" always.
     """
     for m in models:
         m.eval()
@@ -160,34 +162,39 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
             per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1
             base = {"repeat": r, "samples": len(ys), "sample_seed": sample_seed,
                     "sample_digest": sample_digest(idx), "method": method}
+            exact = None
+            if method == "lanczos" and trace == "auto" and not any(map(ggn.why_not_exact,
+                                                                       group)):
+                exact = [ggn.hessian_trace(m, xs, ys, chunk) for m in group]
             for row in _estimate(hvp, method, g, per_pass, max_iter=max_iter, tol=tol,
                                  top_k=top_k, lanczos_steps=lanczos_steps,
                                  trace_rel_se=trace_rel_se, trace_min_probes=trace_min_probes,
-                                 max_probes=max_probes):
+                                 max_probes=max_probes, exact_traces=exact):
                 runs[k].append({**base, **row})
                 k += 1
     return [_per_model(rows) for rows in runs]
 
 
 def _estimate(hvp, method, g, per_pass, *, max_iter, tol, top_k, lanczos_steps, trace_rel_se,
-              trace_min_probes, max_probes) -> list[dict]:
-    """One run's rows, one per block of `hvp`."""
+              trace_min_probes, max_probes, exact_traces=None) -> list[dict]:
+    """One run's rows, one per block of `hvp` (exact_traces: lanczos only)."""
     if method == "pyhessian":
         tops = hessian.top_eigenvalues(hvp, max_iter, tol, generator=g)
         trs = hessian.traces(hvp, max_iter, tol, generator=g, probes_per_pass=per_pass)
         return [{"top": top.value, "top_iters": top.iterations, "top_converged": top.converged,
                  "top_residual": math.nan, "trace": tr.value, "trace_se": tr.se,
-                 "trace_probes": tr.iterations, "trace_converged": tr.converged}
+                 "trace_probes": tr.iterations, "trace_converged": tr.converged,
+                 "trace_method": "hutchinson"}
                 for top, tr in zip(tops, trs)]
     cs = estimators.curvature(hvp, top_k=top_k, max_iter=max_iter, tol=tol,
                               min_steps=lanczos_steps, rel_se=trace_rel_se,
                               min_probes=trace_min_probes, max_probes=max_probes,
-                              probes_per_pass=per_pass, generator=g)
+                              probes_per_pass=per_pass, generator=g, exact_traces=exact_traces)
     return [{"top": c.top, "top_iters": c.steps, "top_converged": c.eig_converged,
              "top_residual": c.top_residual, "top_k": c.eigenvalues,
              "top_k_residuals": c.residuals, "trace": c.trace, "trace_se": c.trace_se,
              "trace_probes": c.trace_probes, "trace_converged": c.trace_converged,
-             "trace_deflated": c.deflated, "hvps": c.hvps,
+             "trace_method": c.trace_method, "trace_deflated": c.deflated, "hvps": c.hvps,
              "slq_nodes": c.nodes, "slq_weights": c.weights} for c in cs]
 
 

@@ -19,7 +19,8 @@ does not depend on them, so the estimate is unbiased; the Hessian's large outlie
 eigenvalues (one per class) sit in Q, so what Hutchinson still sees varies much less.
 Probes are drawn until SE/|estimate| ≤ rel_se (SE = sample std / √m, after at least
 min_probes) or max_probes: the SE is reported, and 2·SE bounds the probe error at about
-95%.
+95%. Where the trace is known exactly (ggn.py: the project's models), it is passed in and
+no probe is drawn.
 
 Everything is seeded by the generator passed in: same seed, same numbers.
 """
@@ -44,6 +45,7 @@ class Curvature:
     trace_probes: int
     trace_converged: bool
     deflated: float  # tr(QᵀHQ), the exact part of the trace
+    trace_method: str  # "exact" (given: ggn.py) or "hutchinson" (deflated, probes above)
     hvps: int  # H v products (Lanczos and residual checks); probes are vᵀHv passes
     # The Lanczos run's Gauss quadrature of the spectrum (density.py): every Ritz value of T
     # and its weight (e₁ᵀy)², summing to 1. One probe of stochastic Lanczos quadrature,
@@ -149,8 +151,11 @@ def _ritz(alphas, betas, b_next, top_k):
 def curvature(hvp, *, top_k: int = 1, max_iter: int = 100, tol: float = 1e-3,
               min_steps: int = 20, rel_se: float = 0.01, min_probes: int = 16,
               max_probes: int = 1000, probes_per_pass: int = 1,
-              generator: torch.Generator | None = None) -> list[Curvature]:
-    """Top eigenvalues and deflated trace of each block of `hvp` (hessian.HVP)."""
+              generator: torch.Generator | None = None,
+              exact_traces: list[float] | None = None) -> list[Curvature]:
+    """Top eigenvalues and deflated trace of each block of `hvp` (hessian.HVP).
+    exact_traces: each block's trace, known exactly; then it is reported with SE 0 and no
+    probe is drawn."""
     f = _Flat(hvp)
     s = f.s
     Q, lz = lanczos(hvp, top_k=top_k, max_iter=max_iter, tol=tol, min_steps=min_steps,
@@ -183,6 +188,8 @@ def curvature(hvp, *, top_k: int = 1, max_iter: int = 100, tol: float = 1e-3,
     stats = [_Running() for _ in range(s)]
     done: list = [None] * s
     drawn = 0
+    if exact_traces is not None:
+        done = [True] * s
     while drawn < max_probes and any(d is None for d in done):
         b = min(probes_per_pass, max_probes - drawn)
         vhv = hvp.quad([project(hvp.draw(rademacher)) for _ in range(b)])
@@ -199,10 +206,14 @@ def curvature(hvp, *, top_k: int = 1, max_iter: int = 100, tol: float = 1e-3,
     out = []
     for k, (m, _, evals, _, ok, (nodes, weights)) in enumerate(lz):
         st = stats[k]
+        if exact_traces is not None:
+            trace, se, method = float(exact_traces[k]), 0.0, "exact"
+        else:
+            trace, se, method = deflated[k] + st.mean, st.se, "hutchinson"
         out.append(Curvature(eigenvalues=evals, residuals=residuals[k], steps=m,
-                             eig_converged=ok, trace=deflated[k] + st.mean, trace_se=st.se,
-                             trace_probes=st.n, trace_converged=done[k] is not None,
-                             deflated=deflated[k], hvps=hvps, nodes=nodes, weights=weights))
+                             eig_converged=ok, trace=trace, trace_se=se, trace_probes=st.n,
+                             trace_converged=done[k] is not None, deflated=deflated[k],
+                             trace_method=method, hvps=hvps, nodes=nodes, weights=weights))
     return out
 
 

@@ -62,7 +62,7 @@ def run_estimator(model, xs, ys, cfg, method, probe_seed):
     hvp = hessian.HVP(model, xs, ys, chunk=cfg.chunk)
     per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1
     g = torch.Generator().manual_seed(1000 + probe_seed)
-    exact = [ggn.hessian_trace(model, xs, ys, cfg.chunk)] if method == "exact" else None
+    exact = [ggn.hessian_trace(model, xs, cfg.chunk)] if method == "exact" else None
     return _estimate(hvp, "pyhessian" if method == "pyhessian" else "lanczos", g, per_pass,
                      max_iter=cfg.max_iter, tol=cfg.tol, top_k=cfg.top_k,
                      lanczos_steps=cfg.lanczos_steps, trace_rel_se=cfg.trace_rel_se,
@@ -95,7 +95,7 @@ def reference(model, xs, ys):
         return {"ref": "exact (dense)", "trace": float(h.trace()),
                 "top": float(torch.linalg.eigvalsh(h)[-1]), "trace_se": 0.0}
     # The trace exactly (Gauss-Newton, float64), the top eigenvalue from 80 Lanczos steps.
-    trace = ggn.hessian_trace(copy.deepcopy(model).double(), xs.double(), ys)
+    trace = ggn.hessian_trace(copy.deepcopy(model).double(), xs.double())
     hvp = hessian.HVP(model, xs, ys)
     c = estimators.curvature(hvp, max_iter=100, tol=1e-6, min_steps=80,
                              generator=torch.Generator().manual_seed(999),

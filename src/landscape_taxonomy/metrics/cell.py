@@ -165,7 +165,7 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
             exact = None
             if method == "lanczos" and trace == "auto" and not any(map(ggn.why_not_exact,
                                                                        group)):
-                exact = [ggn.hessian_trace(m, xs, ys, chunk) for m in group]
+                exact = [ggn.hessian_trace(m, xs, chunk) for m in group]
             for row in _estimate(hvp, method, g, per_pass, max_iter=max_iter, tol=tol,
                                  top_k=top_k, lanczos_steps=lanczos_steps,
                                  trace_rel_se=trace_rel_se, trace_min_probes=trace_min_probes,

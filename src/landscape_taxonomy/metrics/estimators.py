@@ -186,10 +186,8 @@ def curvature(hvp, *, top_k: int = 1, max_iter: int = 100, tol: float = 1e-3,
         return f.parts(w - torch.einsum("js,jsn->sn", c, Q))
 
     stats = [_Running() for _ in range(s)]
-    done: list = [None] * s
+    done: list = [None if exact_traces is None else True] * s  # exact: nothing to probe
     drawn = 0
-    if exact_traces is not None:
-        done = [True] * s
     while drawn < max_probes and any(d is None for d in done):
         b = min(probes_per_pass, max_probes - drawn)
         vhv = hvp.quad([project(hvp.draw(rademacher)) for _ in range(b)])

@@ -74,9 +74,10 @@ def why_not_exact(model: nn.Module) -> str | None:
     return None
 
 
-def hessian_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1000) -> float:
-    """tr of the Hessian of the mean cross-entropy over (x, y) in the parameters, exactly
-    (float64 sums), for a model that why_not_exact accepts. `chunk`: points per forward."""
+def hessian_trace(model: nn.Module, x: torch.Tensor, chunk: int = 1000) -> float:
+    """tr of the Hessian of the mean cross-entropy over the points x in the parameters,
+    exactly (float64 sums), for a model that why_not_exact accepts; it needs no labels, as
+    the trace it equals does not. `chunk`: points per forward."""
     reason = why_not_exact(model)
     if reason is not None:
         raise ValueError(f"the Hessian's trace is not the Gauss-Newton trace here: {reason}")
@@ -84,7 +85,7 @@ def hessian_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int
     total = 0.0
     for xs in x.split(chunk):
         total += _chunk(model, layers, xs)
-    return total / len(y)  # y: only its count (the Gauss-Newton matrix needs no labels)
+    return total / len(x)
 
 
 def _chunk(model, layers, xs) -> float:

@@ -144,3 +144,17 @@ def test_plot_draws_cell_densities_and_skips_a_header_only_table(tmp_path):
     written = report.plot(metrics, None, None, tmp_path / "figs2",
                           density_csv=tmp_path / "empty.csv")
     assert written and not (tmp_path / "figs2" / "density.png").exists()
+
+
+def test_a_figure_is_the_same_bytes_whatever_was_drawn_before(foreign, tmp_path):
+    # vl-convert's gradient ids count every conversion in the process; a colour legend drawn
+    # twice must still give one file
+    from landscape_taxonomy import plots
+    from landscape_taxonomy.tables import read_table
+
+    df = read_table(foreign, load_col="width", temperature_col="batch_size")
+    first, _ = plots.save(plots.metric_heatmap(df, "cka"), tmp_path / "a", "cka")
+    plots.save(plots.metric_heatmap(df, "l2"), tmp_path / "b", "l2")
+    again, _ = plots.save(plots.metric_heatmap(df, "cka"), tmp_path / "c", "cka")
+    assert "gradient_" in first.read_text()
+    assert first.read_bytes() == again.read_bytes()

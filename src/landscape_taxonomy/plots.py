@@ -8,6 +8,7 @@ on a log axis when the axis values are positive and span more than a factor of 3
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import altair as alt
@@ -213,7 +214,7 @@ def _write(spec: dict, out_dir: Path, name: str) -> list[Path]:
     from altair.utils.mimebundle import vl_version_for_vl_convert
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    svg = vlc.vegalite_to_svg(spec, vl_version=vl_version_for_vl_convert())
+    svg = _stable_ids(vlc.vegalite_to_svg(spec, vl_version=vl_version_for_vl_convert()))
     paths = []
     for ext, data in (("svg", svg.encode()), ("png", _compressed(vlc.svg_to_png(svg, scale=2,
                                                                                ppi=72)))):
@@ -222,6 +223,16 @@ def _write(spec: dict, out_dir: Path, name: str) -> list[Path]:
         tmp.replace(p)
         paths.append(p)
     return paths
+
+
+def _stable_ids(svg: str) -> str:
+    """vl-convert numbers the gradients (colour legends) with one counter for every
+    conversion in the process, so a figure's ids depended on the figures converted before
+    it, in threads on timing, and a fresh run could write other bytes. Numbered within
+    each file from 0, the same figure is the same file."""
+    ids: dict[str, int] = {}
+    return re.sub(r"gradient_(\d+)",
+                  lambda m: f"gradient_{ids.setdefault(m.group(1), len(ids))}", svg)
 
 
 def charts(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,

@@ -1,7 +1,8 @@
 """Stage classify-phase. DVC runs:
 
     python stages/classify_phase.py reports/metrics.csv --params params.yaml \
-        --out reports/phases.csv --summary reports/summary.json
+        --out reports/phases.csv --summary reports/summary.json \
+        --correlations reports/correlations.csv --thresholds-dir thresholds
 """
 import typer
 

@@ -80,7 +80,7 @@ def project(tmp_path, tiny_params) -> Path:
     """A copy of the project in a fresh git + DVC repo, with the tiny grid's params."""
     dst = tmp_path / "proj"
     dst.mkdir()
-    for name in ("dvc.yaml", "stages"):
+    for name in ("dvc.yaml", "stages", "thresholds"):  # thresholds/: classify-phase's dep
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))

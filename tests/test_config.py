@@ -92,7 +92,7 @@ def patched(base: dict, patch: dict) -> dict:
 
 BAD = [  # (patch of the tiny params, the exact line)
     ({"bogus": 1}, "bogus: unknown key; allowed: seed, noise, data, model, grid, train, "
-                   "metrics, phase, executor, store"),
+                   "metrics, phase, executor, store, rugged"),
     ({"train": {"lr": "fast"}}, "train.lr: must be a number > 0, got 'fast'"),
     ({"train": {"lr": "auto"}}, "train.lr: must be a number > 0, got 'auto'"),
     ({"train": {"lr": float("nan")}}, "train.lr: must be a number > 0, got nan"),
@@ -107,9 +107,11 @@ BAD = [  # (patch of the tiny params, the exact line)
     ({"seed": -1}, "seed: must be an integer in [0, 2^32), got -1"),
     ({"seed": 2**70}, "seed: must be an integer in [0, 2^32), got 1180591620717411303424"),
     ({"seed": 1.5}, "seed: must be an integer in [0, 2^32), got 1.5"),
-    ({"data": {"dataset": "imagenet"}}, "data.dataset: must be one of digits, mnist, "
+    ({"data": {"dataset": "imagenet"}}, "data.dataset: must be one of mnist1d, digits, mnist, "
                                         "fashion-mnist, cifar10, cifar100, svhn, got 'imagenet'"),
-    ({"data": {"test_fraction": 0.001}},
+    ({"data": {"mnist1d": {"train_samples": 5}}},
+     "data.mnist1d.train_samples: must be an integer >= 10, got 5"),
+    ({"data": {"dataset": "digits", "test_fraction": 0.001}},
      "data.test_fraction: must be a number in [0.005565, 0.994435] for digits (1797 images, "
      "10 classes: at least 10 test and 10 training images), got 0.001"),
     ({"grid": {"load": {"param": "depth", "values": [1]}}},
@@ -181,10 +183,10 @@ def test_digits_test_fraction_bounds_are_the_data_split():
     for f in (lo, hi):
         _, ytr, _, yte, k = load_digits(f, 0)
         assert k == DIGITS_CLASSES and min(len(ytr), len(yte)) == k
-        parse_params({"data": {"test_fraction": f}})
+        parse_params({"data": {"dataset": "digits", "test_fraction": f}})
     for f in (lo - 1e-6, hi + 1e-6):
         with pytest.raises(ConfigError, match="data.test_fraction"):
-            parse_params({"data": {"test_fraction": f}})
+            parse_params({"data": {"dataset": "digits", "test_fraction": f}})
     # other datasets bring their own test split
     parse_params({"data": {"dataset": "mnist", "test_fraction": 0.001}})
 
@@ -217,7 +219,8 @@ def test_exponents_without_a_dot_are_numbers(tmp_path):
 
 def test_phase_section_alone_with_overrides(tmp_path):
     assert as_dict(load_phase_params(None)) == {"train_loss_threshold": "auto",
-                                                "mc_threshold": "auto", "cka_threshold": "auto"}
+                                                "mc_threshold": "auto", "cka_threshold": "auto",
+                                                "thresholds_from": None}
     path = write(tmp_path, "phase: {mc_threshold: 2}\nnot_params: [whatever]\n")
     ph = load_phase_params(path, {"cka_threshold": "0.5", "train_loss_threshold": "auto"})
     assert (ph.train_loss_threshold, ph.mc_threshold, ph.cka_threshold) == ("auto", 2.0, 0.5)
@@ -228,6 +231,12 @@ def test_phase_section_alone_with_overrides(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_phase_params(path, {"cka_threshold": "2"})
     assert str(e.value) == "phase.cka_threshold: must be 'auto' or a number in [0, 1], got 2.0"
+    path = write(tmp_path, "phase: {thresholds_from: thresholds/baseline.json}\n")
+    assert load_phase_params(path).thresholds_from == "thresholds/baseline.json"
+    with pytest.raises(ConfigError) as e:
+        load_phase_params(write(tmp_path, "phase: {thresholds_from: 0.1}\n"))
+    assert str(e.value) == ("phase.thresholds_from: must be a path to a JSON file of "
+                            "thresholds, or null, got 0.1")
 
 
 def test_updated_validates_like_params():

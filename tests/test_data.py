@@ -124,3 +124,43 @@ def test_torchvision_dataset_from_local_files(tmp_path, name, folder):
 def test_missing_files_without_download_name_the_files(tmp_path):
     with pytest.raises(data.DataError, match="cifar-10-batches-py"):
         data.load_dataset("cifar10", str(tmp_path), False, 0.2, 0)
+
+
+# -- MNIST-1D ----------------------------------------------------------------------------
+
+MNIST1D = {"train_samples": 60, "test_samples": 40, "seed": 42, "max_translation": 48,
+           "corr_noise_scale": 0.25, "iid_noise_scale": 0.02, "shear_scale": 0.75,
+           "scale_coeff": 0.4}
+
+
+def test_mnist1d_is_the_packages_signals_split_by_the_study_seed():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    xtr, ytr, xte, yte, k, scale = data.mnist1d_raw(60, 40, 42, 0)
+    assert (k, scale) == (10, 1.0) and xtr.shape == (60, 1, 1, 40) and xte.shape == (40, 1, 1, 40)
+    args = get_dataset_args()
+    args.num_samples, args.train_split = 100, 1.0
+    pool = make_dataset(args)  # the package's own generator, its default seed 42
+    x, y = pool["x"].astype(np.float32), pool["y"]
+    perm = np.random.default_rng(0).permutation(100)
+    assert np.array_equal(xte[:, 0, 0], x[perm[:40]]) and np.array_equal(yte, y[perm[:40]])
+    assert np.array_equal(xtr[:, 0, 0], x[perm[40:]]) and np.array_equal(ytr, y[perm[40:]])
+    # another study seed: the same pool, another split
+    xtr1, _, xte1, _, _, _ = data.mnist1d_raw(60, 40, 42, 1)
+    assert not np.array_equal(xte1, xte)
+    assert sorted(map(bytes, np.concatenate([xtr1, xte1]))) == \
+        sorted(map(bytes, np.concatenate([xtr, xte])))
+    # the package's transforms are params: no translation is an easier, other set
+    easy, *_ = data.mnist1d_raw(60, 40, 42, 0, max_translation=1)
+    assert not np.array_equal(easy, xtr)
+
+
+def test_mnist1d_prepared_folder_is_the_same_bytes_every_time(tmp_path):
+    for name in ("a", "b"):
+        m = data.prepare(tmp_path / name, dataset="mnist1d", root="unused", download=False,
+                         test_fraction=0.5, seed=3, stamp={"x": 1}, mnist1d=MNIST1D)
+    assert (m["n_train"], m["n_test"], m["input_shape"]) == (60, 40, [1, 1, 40])
+    for f in ("train.pt", "test.pt", "manifest.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    prep = data.Prepared(tmp_path / "a")
+    assert prep.x_train.shape == (60, 1, 1, 40) and abs(prep.x_train.mean().item()) < 1e-5

@@ -41,10 +41,10 @@ def data(shape, n=20, classes=4, seed=1):
 
 # mlp: Linear + ReLU; cnn: conv-BN-ReLU, max-pool, average pooling; resnet18: residual
 # blocks, strided and 1x1 shortcut convolutions (8x8 inputs reach 1x1: both conv branches)
-CASES = [("mlp", (1, 4, 4)), ("cnn", (1, 6, 6)), ("resnet18", (3, 8, 8))]
+CASES = [("mlp", (1, 4, 4)), ("cnn", (1, 6, 6)), ("cnn", (1, 1, 12)), ("resnet18", (3, 8, 8))]
 
 
-@pytest.mark.parametrize("arch,shape", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("arch,shape", CASES, ids=["mlp", "cnn", "cnn-1d", "resnet18"])
 def test_exact_trace_is_the_hessians(arch, shape):
     m = trained_looking(arch, shape)
     x, y = data(shape)

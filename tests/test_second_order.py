@@ -39,6 +39,8 @@ def bare_model():
 
 CASES = {  # name -> (model, input shape, classes)
     "cnn": (lambda: build_model("cnn", 1, (1, 6, 6), 4, seed=0), (1, 6, 6), 4),
+    # the same CNN on signals (MNIST-1D's shape, shortened): 1x3 kernels, 1x2 pooling
+    "cnn-1d": (lambda: build_model("cnn", 1, (1, 1, 12), 4, seed=0), (1, 1, 12), 4),
     "mlp": (lambda: build_model("mlp", 1, (1, 4, 4), 4, seed=0), (1, 4, 4), 4),
     "sequential": (sequential_model, (2, 6, 6), 5),
     "bare": (bare_model, (2, 7, 7), 5),

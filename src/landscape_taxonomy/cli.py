@@ -4,8 +4,10 @@
     landscape-taxonomy train    --params params.yaml --data data/prepared --out models
     landscape-taxonomy metrics  --params params.yaml --data data/prepared --models models
     landscape-taxonomy classify reports/metrics.csv --params params.yaml --out reports/phases.csv
+    landscape-taxonomy thresholds reports/summary.json --out thresholds/baseline.json
     landscape-taxonomy plot     --metrics reports/metrics.csv --phases reports/phases.csv
     landscape-taxonomy store gc [--dry-run]   drop cells no commit or experiment refers to
+    landscape-taxonomy check-params params.paper.yaml   valid, and every key dvc.yaml declares
 
 The stage scripts in stages/ run these same functions, so DVC and a shell do the same work.
 classify and plot also take a metrics table from elsewhere (published results, say) that
@@ -22,7 +24,7 @@ from pathlib import Path
 import typer
 
 from . import kernels
-from .config import ConfigError, load_params, load_phase_params
+from .config import ConfigError, load_params, load_phase_params, read_yaml, updated
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Loss-landscape taxonomy: train a grid, measure it, sort it into phases.")
@@ -142,18 +144,56 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
                      train_loss_threshold: str = _threshold("train-loss"),
                      mc_threshold: str = _threshold("mc"),
                      cka_threshold: str = _threshold("cka"),
+                     thresholds_from: Path = typer.Option(
+                         None, "--thresholds-from",
+                         help="JSON file of thresholds (a summary.json, or what `thresholds` "
+                              "writes) for those left at auto; overrides phase.thresholds_from"),
+                     thresholds_dir: Path = typer.Option(
+                         None, "--thresholds-dir",
+                         help="refuse a thresholds file outside this folder (the stage's DVC "
+                              "dep, so that editing the file reruns it)"),
                      load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Sort each cell of a metrics table into phase I, II, III, IV-A or IV-B."""
     ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
                                     "mc_threshold": mc_threshold,
                                     "cka_threshold": cka_threshold})
+    if thresholds_from is not None:
+        ph = updated(ph, "phase", thresholds_from=str(thresholds_from))
+    source = ph.thresholds_from
+    if source is not None and thresholds_dir is not None and not Path(
+            source).resolve().is_relative_to(Path(thresholds_dir).resolve()):
+        raise ConfigError(f"phase.thresholds_from: {source} is not in {thresholds_dir}/, the "
+                          "folder classify-phase depends on in dvc.yaml, so a change to it "
+                          f"would not rerun the stage; copy it there (landscape-taxonomy "
+                          f"thresholds {source} --out {thresholds_dir}/NAME.json)")
     from . import report
     result = report.classify(table, out, summary, train_loss_threshold=ph.train_loss_threshold,
                                mc_threshold=ph.mc_threshold, cka_threshold=ph.cka_threshold,
+                               thresholds_from=None if source is None else Path(source),
                                load_col=load_col, temperature_col=temperature_col,
-                               correlations_csv=correlations)
+                               correlations_csv=correlations,
+                               warn=lambda line: typer.echo(line, err=True))
     counts = result["phase"].value_counts().to_dict()
     typer.echo(f"phases of {len(result)} cells -> {out}: {counts}")
+
+
+@app.command("thresholds")
+@one_line_errors
+def thresholds_command(source: Path = typer.Argument(..., help=(
+                           "summary.json of a classify run (or a thresholds file)")),
+                       out: Path = typer.Option(..., "--out", help="thresholds file to write")):
+    """Write a run's three phase thresholds, and where they came from, to a JSON file for
+    phase.thresholds_from (or classify --thresholds-from): the same boundaries on other
+    grids, so the same models keep their phase."""
+    from . import thresholds
+    from .io import write_json
+    doc = thresholds.export(source)
+    for line in doc["warnings"]:
+        typer.echo(f"warning: {source} was classified with a warning: "
+                   f"{line.removeprefix('warning: ')}", err=True)
+    write_json(out, doc)
+    values = ", ".join(f"{k} {doc[k]:.4g}" for k in thresholds.KEYS)
+    typer.echo(f"thresholds of {source} -> {out}: {values}")
 
 
 @app.command("plot")
@@ -202,15 +242,73 @@ def store_command(action: str = typer.Argument(..., help="gc: drop unreferenced 
                f"{r.commits} commits read)")
 
 
+def declared_params(dvc_yaml: Path) -> list[tuple[str, str]]:
+    """(stage, dotted key) for each key of params.yaml that dvc.yaml's stages declare under
+    `params:`, in the file's order: the plain entries and those under a `params.yaml:`
+    mapping (a mapping naming another file declares that file's keys, not these)."""
+    doc = read_yaml(dvc_yaml) or {}
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    if not isinstance(stages, dict):
+        return []
+    out = []
+    for name, stage in stages.items():
+        if not isinstance(stage, dict):
+            continue
+        body = stage.get("do") if isinstance(stage.get("do"), dict) else stage  # foreach
+        for entry in body.get("params") or []:
+            if isinstance(entry, str):
+                out.append((name, entry))
+            elif isinstance(entry, dict):
+                out += [(name, k) for k in entry.get("params.yaml") or [] if isinstance(k, str)]
+    return out
+
+
+def has_key(doc, dotted: str) -> bool:
+    """Whether a params file's mapping holds the dotted key (a section counts if present),
+    as DVC looks a declared key up: a stage whose key is missing does not run."""
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _dvc_yaml_for(params: Path) -> Path | None:
+    """The dvc.yaml beside the params file, else the one in the working directory."""
+    for folder in (Path(params).resolve().parent, Path.cwd()):
+        if (folder / "dvc.yaml").is_file():
+            return folder / "dvc.yaml"
+    return None
+
+
 @app.command("check-params")
 @one_line_errors
 def check_params_command(params: Path = typer.Argument(Path("params.yaml"))):
-    """Validate a params file and print the grid it describes."""
+    """Validate a params file and print the grid it describes. With a dvc.yaml beside it
+    (or in the working directory), also check that the file has every key its stages
+    declare: DVC stops at a stage whose declared key is missing, though the schema would
+    take the default."""
     from . import grid
     p = load_params(params)
+    checked = ""
+    dvc_yaml = _dvc_yaml_for(params)
+    if dvc_yaml is not None:
+        doc = read_yaml(params) or {}
+        declared = declared_params(dvc_yaml)
+        missing = {}
+        for stage, key in declared:
+            if not has_key(doc, key):
+                missing.setdefault(key, stage)
+        if missing:
+            (key, stage), *others = missing.items()
+            more = f"; also missing: {', '.join(k for k, _ in others)}" if others else ""
+            raise ConfigError(f"{key}: missing from {params}; stage {stage} of {dvc_yaml} "
+                              f"declares it, so dvc repro stops there{more}")
+        checked = f"; has every key the stages of {dvc_yaml} declare"
     n = len(grid.cells(p))
     typer.echo(f"{params}: ok; {n} cells x {p.grid.seeds} seeds "
-               f"({p.grid.load.param} x {p.grid.temperature.param})")
+               f"({p.grid.load.param} x {p.grid.temperature.param}){checked}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Dataset = Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"]
+Dataset = Literal["mnist1d", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"]
 Arch = Literal["cnn", "resnet18", "mlp"]
 LoadParam = Literal["width", "subset", "noise"]
 TemperatureParam = Literal["batch_size", "lr", "weight_decay"]
@@ -82,12 +82,28 @@ class _Section(BaseModel):
 PosInt = Annotated[int, Field(ge=1)]
 
 
+class Mnist1dConfig(_Section):
+    """MNIST-1D's generator (data.mnist1d_raw): how many signals to train and test on, and
+    the seed of the pool they are drawn from (the study's `seed` picks the split)."""
+
+    train_samples: int = _f(500, "an integer >= 10", ge=10)
+    test_samples: int = _f(10000, "an integer >= 10", ge=10)
+    seed: int = _f(42, "an integer in [0, 2^32)", ge=0, lt=SEED_LIMIT)
+    # the package's transforms of its ten templates (its defaults): how hard the task is
+    max_translation: int = _f(48, "an integer in [1, 60]", ge=1, le=60)
+    corr_noise_scale: float = _f(0.25, "a number >= 0", ge=0)
+    iid_noise_scale: float = _f(0.02, "a number >= 0", ge=0)
+    shear_scale: float = _f(0.75, "a number >= 0", ge=0)
+    scale_coeff: float = _f(0.4, "a number >= 0", ge=0)
+
+
 class DataConfig(_Section):
-    dataset: Dataset = _f("digits", "one of " + ", ".join(DATASETS))
+    dataset: Dataset = _f("mnist1d", "one of " + ", ".join(DATASETS))
     root: str = _f("data/raw", "a folder path")
     download: bool = _f(True, "true or false")
     subset: float = _f(1.0, "a number in (0, 1]", gt=0, le=1)
     test_fraction: float = _f(0.5, "a number in (0, 1)", gt=0, lt=1)
+    mnist1d: Mnist1dConfig = Mnist1dConfig()
 
     @model_validator(mode="after")
     def _digits_split(self):
@@ -101,7 +117,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    arch: Arch = _f("mlp", "one of " + ", ".join(ARCHS))
+    arch: Arch = _f("cnn", "one of " + ", ".join(ARCHS))
     width: int = _f(8, "an integer >= 1", ge=1)
 
 
@@ -160,10 +176,10 @@ class TemperatureAxis(_Axis):
 
 
 class GridConfig(_Section):
-    load: LoadAxis = LoadAxis(param="width", values=(1, 2, 4, 8, 16))
+    load: LoadAxis = LoadAxis(param="width", values=(2, 4, 8, 16, 32))
     temperature: TemperatureAxis = TemperatureAxis(
         param="weight_decay", values=(1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))
-    seeds: int = _f(3, f"an integer in [1, {MAX_MODELS_PER_CELL}]", ge=1,
+    seeds: int = _f(4, f"an integer in [1, {MAX_MODELS_PER_CELL}]", ge=1,
                     le=MAX_MODELS_PER_CELL)
 
 
@@ -173,7 +189,7 @@ class TrainConfig(_Section):
     momentum: float = _f(0.9, "a number in [0, 1)", ge=0, lt=1)
     batch_size: int = _f(32, "an integer >= 1", ge=1)
     weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
-    max_epochs: int = _f(20, "an integer >= 1", ge=1)
+    max_epochs: int = _f(40, "an integer >= 1", ge=1)
     stop_tol: float = _f(1e-4, "a number >= 0", ge=0)
     stop_patience: int = _f(5, "an integer >= 1", ge=1)
     lr_schedule: Literal["constant", "step"] = _f("constant", "constant or step")
@@ -220,10 +236,10 @@ class HessianConfig(_Section):
 
 
 class CurveConfig(_Section):
-    epochs: int = _f(20, "an integer >= 1", ge=1)
-    lr: float = _f(0.01, "a number > 0", gt=0)
+    epochs: int = _f(40, "an integer >= 1", ge=1)
+    lr: float = _f(0.05, "a number > 0", gt=0)
     momentum: float = _f(0.9, "a number in [0, 1)", ge=0, lt=1)
-    batch_size: int = _f(128, "an integer >= 1", ge=1)
+    batch_size: int = _f(32, "an integer >= 1", ge=1)
     weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
     points: int = _f(5, "an integer >= 3", ge=3)
     pairs: int = _f(2, "an integer >= 1", ge=1)
@@ -251,6 +267,9 @@ class PhaseConfig(_Section):
         "auto", "'auto' or a number >= 0")
     cka_threshold: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = _f(
         "auto", "'auto' or a number in [0, 1]")
+    # a JSON file of thresholds (a summary.json classify-phase wrote, or {"train_loss": x,
+    # "mc": y, "cka": z}): every threshold left at auto takes the file's value
+    thresholds_from: str | None = _f(None, "a path to a JSON file of thresholds, or null")
 
 
 class ExecutorConfig(_Section):
@@ -268,6 +287,74 @@ class StoreConfig(_Section):
     on_corrupt: Literal["recompute", "error"] = _f("recompute", "recompute or error")
 
 
+def _positive_values(name: str, raw):
+    """A list of distinct numbers > 0, as a tuple (YAML gives lists; the section is strict)."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise _Bad(name, "a non-empty list of numbers > 0", raw)
+    for v in raw:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or v <= 0:
+            raise _Bad(name, "numbers > 0", v)
+    if len(set(raw)) != len(raw):
+        raise _Bad(name, "distinct values", list(raw))
+    return tuple(float(v) for v in raw)
+
+
+class RuggedConfig(_Section):
+    """The `rugged:` section of params.yaml: the one-dimensional study (rugged.py, our model). The
+    docstring's symbols: c0 chance_loss, w basin_width, λ_f fit_load, p fit_exponent, ρ0
+    rough_amplitude, λ_r rough_load, q rough_exponent, 2π/ω rough_period, K harmonics, σ0
+    init_scale, X half_width, f step_fraction."""
+
+    seed: int = _f(0, "an integer in [0, 2^32)", ge=0, lt=SEED_LIMIT)
+    loads: tuple[float, ...] = _f((0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0, 11.0, 16.0, 22.0,
+                                   32.0), "a non-empty list of distinct numbers > 0")
+    temperatures: tuple[float, ...] = _f((1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0),
+                                         "a non-empty list of distinct numbers > 0")
+    runs: int = _f(64, "an even integer >= 4", ge=4)  # per cell; pairs 2i, 2i+1 give mc, cka
+    steps: int = _f(4000, "an integer >= 1", ge=1)
+    # η = step_fraction / κ(λ): below 2/κ every step is stable, wherever it lands
+    step_fraction: float = _f(0.5, "a number in (0, 1]", gt=0, le=1)
+    init_scale: float = _f(0.2, "a number > 0", gt=0)
+    # the plateau's extent: its entropy is what draws hot runs out of the basin
+    half_width: float = _f(20.0, "a number > 0", gt=0)
+    chance_loss: float = _f(1.0, "a number > 0", gt=0)
+    basin_width: float = _f(1.0, "a number > 0", gt=0)
+    fit_load: float = _f(0.7, "a number > 0", gt=0)
+    fit_exponent: float = _f(3.0, "a number > 0", gt=0)
+    rough_amplitude: float = _f(0.2, "a number >= 0", ge=0)
+    rough_load: float = _f(3.0, "a number > 0", gt=0)
+    rough_exponent: float = _f(3.0, "a number >= 0", ge=0)
+    rough_period: float = _f(0.05, "a number > 0", gt=0)
+    harmonics: int = _f(1, "an integer >= 1", ge=1)
+    # gradient steps that quench an end point into its basin of L_T (cka)
+    quench_steps: int = _f(1000, "an integer >= 0", ge=0)
+    # points on each pair's line (odd: t = 1/2, a symmetric barrier's top, is one of them)
+    path_points: int = _f(513, "an odd integer >= 3", ge=3)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, raw):
+        if isinstance(raw, dict):
+            raw = dict(raw)
+            for name in ("loads", "temperatures"):
+                if name in raw:
+                    raw[name] = _positive_values(name, raw[name])
+        return raw
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        if self.runs % 2:
+            raise _Bad("runs", "an even integer >= 4 (runs are paired)", self.runs)
+        if self.path_points % 2 == 0:
+            raise _Bad("path_points", "an odd integer >= 3 (t = 1/2 on the path)",
+                       self.path_points)
+        if self.init_scale >= self.half_width:
+            raise _Bad("init_scale", f"a number below half_width ({self.half_width:g})",
+                       self.init_scale)
+        return self
+
+
 class Params(_Section):
     seed: int = _f(0, "an integer in [0, 2^32)", ge=0, lt=SEED_LIMIT)
     noise: float = _f(0.0, "a number in [0, 1)", ge=0, lt=1)
@@ -279,6 +366,7 @@ class Params(_Section):
     phase: PhaseConfig = PhaseConfig()
     executor: ExecutorConfig = ExecutorConfig()
     store: StoreConfig = StoreConfig()
+    rugged: RuggedConfig = RuggedConfig()
 
     @model_validator(mode="after")
     def _noise_axis(self):
@@ -415,7 +503,7 @@ def load_phase_params(path: str | Path | None, overrides: dict | None = None) ->
     it leaves out takes the schema's default), with command-line overrides (numbers as text,
     or 'auto'). No file at all, as for a table from elsewhere, means every threshold auto."""
     if path is None:
-        raw = {name: "auto" for name in PhaseConfig.model_fields}
+        raw = {name: "auto" for name in PhaseConfig.model_fields if name.endswith("_threshold")}
     else:
         doc = read_yaml(path) or {}
         if not isinstance(doc, dict):

@@ -94,6 +94,31 @@ def load_digits(test_fraction: float, seed: int):
     return standardized(xtr, scale, 0.0, 1.0), ytr, standardized(xte, scale, 0.0, 1.0), yte, k
 
 
+def mnist1d_raw(train_samples: int, test_samples: int, generator_seed: int, seed: int,
+                **transforms):
+    """MNIST-1D (Greydanus 2020), generated offline by the `mnist1d` package from its ten
+    templates with its default transforms, then split like digits by a permutation seeded
+    with the study's `seed`: (x_train, y_train, x_test, y_test, 10, 1.0), signals float32
+    [N, 1, 1, 40]. `generator_seed` fixes the pool of signals (the package's default is 42);
+    `seed` picks which of them train, so another study seed is another split of one pool.
+    `transforms` override the package's (max_translation, corr_noise_scale, ...)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    n = train_samples + test_samples
+    args = get_dataset_args()
+    args.num_samples = -(-n // 10) * 10  # the package makes num_samples // 10 per class
+    args.train_split = 1.0
+    args.seed = generator_seed
+    for k, v in transforms.items():
+        setattr(args, k, v)
+    pool = make_dataset(args)  # seeds numpy's global generator: nothing of ours uses it
+    x = pool["x"].astype(np.float32)[:, None, None, :]  # [N, 1, 1, 40]: one channel, one row
+    y = pool["y"].astype(np.int64)
+    perm = np.random.default_rng(seed).permutation(len(y))[:n]
+    test, train = perm[:test_samples], perm[test_samples:]
+    return x[train], y[train], x[test], y[test], 10, 1.0
+
+
 def _to_arrays(ds):
     """A torchvision dataset -> (x [N, C, H, W] as stored: uint8 for the supported sets,
     y [N] int64)."""
@@ -150,9 +175,16 @@ def _missing_message(name: str, root: str) -> str:
     return f"data.dataset={name}: files not found; put them at {where} or allow data.download"
 
 
-def load_dataset(name: str, root: str, download: bool, test_fraction: float, seed: int):
+def load_dataset(name: str, root: str, download: bool, test_fraction: float, seed: int,
+                 mnist1d: dict | None = None):
+    """(x_train, y_train, x_test, y_test, n_classes, scale) as stored. `mnist1d` holds
+    MNIST-1D's train_samples, test_samples and generator seed (config.Mnist1dConfig)."""
     if name == "digits":
         return digits_raw(test_fraction, seed)
+    if name == "mnist1d":
+        m = dict(mnist1d or {})
+        return mnist1d_raw(m.pop("train_samples"), m.pop("test_samples"), m.pop("seed"), seed,
+                           **m)
     return load_torchvision(name, root, download)
 
 
@@ -221,13 +253,14 @@ def reuse(out_dir: str | Path, stamp: dict) -> dict | None:
 
 
 def prepare(out_dir: str | Path, *, dataset: str, root: str, download: bool,
-            test_fraction: float, seed: int, stamp: dict | None = None) -> dict:
+            test_fraction: float, seed: int, stamp: dict | None = None,
+            mnist1d: dict | None = None) -> dict:
     """Load, draw the label noise, and write the prepared folder. `stamp` (what reuse()
     compares) is recorded in the manifest with each file's sha256."""
     import torch
 
     xtr, ytr, xte, yte, n_classes, scale = load_dataset(dataset, root, download,
-                                                        test_fraction, seed)
+                                                        test_fraction, seed, mnist1d)
     mean, std = _pixel_stats(standardized(xtr, scale, 0.0, 1.0))
     x_train = torch.from_numpy(standardized(xtr, scale, mean, std))  # checksums only
     x_test = torch.from_numpy(standardized(xte, scale, mean, std))

@@ -2,7 +2,8 @@
 
 `width` is k: ResNet18's four stages have k, 2k, 4k, 8k channels (k = 64 is the usual
 ResNet18); the CNN's three conv stages have k, 2k, 4k; the MLP's two hidden layers 16k.
-All accept any input size of at least 8x8 (global average pooling before the head).
+All accept any input size of at least 8x8, or signals 1 high and at least 8 long (global
+average pooling before the head).
 """
 
 from __future__ import annotations
@@ -54,15 +55,19 @@ class ResNet18(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """conv-BN-ReLU stages of k, 2k, 4k channels, 2x2 max-pool after the last two."""
+    """conv-BN-ReLU stages of k, 2k, 4k channels, 2x2 max-pool after the last two. On
+    signals (inputs one row high, [C, 1, L]: MNIST-1D) the same network in one dimension:
+    1x3 kernels and 1x2 pooling."""
 
-    def __init__(self, width: int, in_channels: int, n_classes: int):
+    def __init__(self, width: int, in_channels: int, n_classes: int, one_d: bool = False):
         super().__init__()
         k, layers, cin = width, [], in_channels
+        kernel, pad, pool = ((1, 3), (0, 1), (1, 2)) if one_d else (3, 1, 2)
         for i, c in enumerate((k, 2 * k, 4 * k)):
-            layers += [nn.Conv2d(cin, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            layers += [nn.Conv2d(cin, c, kernel, 1, pad, bias=False), nn.BatchNorm2d(c),
+                       nn.ReLU()]
             if i > 0:
-                layers.append(nn.MaxPool2d(2))
+                layers.append(nn.MaxPool2d(pool))
             cin = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(4 * k, n_classes)
@@ -91,7 +96,7 @@ def build_model(arch: str, width: int, input_shape, n_classes: int, seed: int) -
     if arch == "resnet18":
         return ResNet18(width, c, n_classes)
     if arch == "cnn":
-        return SmallCNN(width, c, n_classes)
+        return SmallCNN(width, c, n_classes, one_d=h == 1)
     if arch == "mlp":
         return MLP(width, c * h * w, n_classes)
     raise ValueError(f"model.arch: must be one of cnn, resnet18, mlp, got {arch!r}")
@@ -110,9 +115,17 @@ def fast_layout(model: nn.Module, device: torch.device) -> torch.memory_format:
     and BatchNorm run it 1.3-2x faster for these small images (benchmarks/bench_speed.py;
     the Hessian's double backward is the exception and stays contiguous). On a GPU
     cuDNN's default is left alone."""
-    if device.type == "cpu" and has_conv(model):
+    if device.type == "cpu" and has_conv(model) and not _narrow_strided_1x1(model):
         return torch.channels_last
     return torch.contiguous_format
+
+
+def _narrow_strided_1x1(model: nn.Module) -> bool:
+    """A strided 1x1 convolution with 2-7 input channels (ResNet18's shortcut at widths 1-6):
+    its channels_last backward corrupts the heap on one thread with oneDNN pinned at AVX2
+    (torch 2.14, tests/test_shipped_params.py), so such models stay contiguous."""
+    return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+               and m.in_channels < 8 for m in model.modules())
 
 
 def count_params(model: nn.Module) -> int:

@@ -107,15 +107,60 @@ def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict
                 by_phase[p] = {"mean": float(sel.mean()),
                                "std": float(sel.std()) if len(sel) > 1 else 0.0,
                                "cells": int(len(sel))}
+                se = accuracy_se(phases[phases["phase"] == p], metrics)
+                if se is not None:
+                    by_phase[p]["se"] = se
         out["test_acc_by_phase"] = by_phase
         if by_phase:
             out["best_mean_test_acc_phase"] = max(by_phase, key=lambda p: by_phase[p]["mean"])
+            out["iv_b_lead_over_iv_a"] = lead(by_phase, "IV-B", "IV-A")
     if metrics is not None:
         out["spearman_with_test_acc"] = spearman_with_test_acc(metrics)
         out["hessian_trace_by_phase"] = trace_by_phase(phases, metrics)
         for c in ("train_loss", "test_acc", "hessian_top", "hessian_trace", "mc", "cka", "l2"):
             if c in metrics.columns and metrics[c].notna().any():
                 out.setdefault("grid_mean", {})[c] = float(metrics[c].mean())
+    return out
+
+
+def accuracy_se(cells: pd.DataFrame, metrics: pd.DataFrame | None) -> float | None:
+    """Standard error of a phase's mean test accuracy (the mean over its cells of each
+    cell's mean over seeds), from two sources of noise:
+      seeds     each cell's spread over its models, test_acc_std² / models, averaged as a
+                mean is: sqrt(sum) / cells (cells are independent draws of models);
+      test set  the binomial error of an accuracy p measured on n_test images, p(1 - p) /
+                n_test, once for the phase: every cell is scored on the same images, so
+                this part does not shrink with more cells.
+    None when the table lacks the seeds' spread."""
+    if metrics is None or "test_acc_std" not in metrics.columns:
+        return None
+    cols = [c for c in ("test_acc_std", "n_models", "n_diverged", "n_test")
+            if c in metrics.columns]
+    t = cells[["load", "temperature", "test_acc"]].merge(
+        metrics[["load", "temperature", *cols]], on=["load", "temperature"]).dropna(
+        subset=["test_acc", "test_acc_std"])
+    if not len(t):
+        return None
+    models = t["n_models"] - t.get("n_diverged", 0) if "n_models" in t else 1
+    var_seeds = float((t["test_acc_std"] ** 2 / np.maximum(models, 1)).sum()) / len(t) ** 2
+    var_test = 0.0
+    if "n_test" in t and t["n_test"].notna().all():
+        p = float(t["test_acc"].mean())
+        var_test = p * (1 - p) / float(t["n_test"].min())
+    return float(math.sqrt(var_seeds + var_test))
+
+
+def lead(by_phase: dict, first: str, second: str) -> dict | None:
+    """How far `first`'s mean test accuracy is ahead of `second`'s, and that lead in units
+    of its standard error (the two phases' SEs added in quadrature)."""
+    a, b = by_phase.get(first), by_phase.get(second)
+    if a is None or b is None:
+        return None
+    out = {"lead": a["mean"] - b["mean"]}
+    if "se" in a and "se" in b:
+        se = math.hypot(a["se"], b["se"])
+        out["se"] = se
+        out["lead_in_se"] = out["lead"] / se if se > 0 else math.nan
     return out
 
 

@@ -70,13 +70,13 @@ def prepare(p: Params, out_dir: Path) -> dict:
     every level, so a noise change or one more load value never reruns it."""
     stamp = {"dataset": p.data.dataset, "root": p.data.root,
              "test_fraction": p.data.test_fraction, "seed": p.seed,
-             "code": grid.code_hash("data:prepare")}
+             "mnist1d": as_dict(p.data.mnist1d), "code": grid.code_hash("data:prepare")}
     kept = data_mod.reuse(out_dir, stamp)
     if kept is not None:
         return kept
     return data_mod.prepare(out_dir, dataset=p.data.dataset, root=p.data.root,
                             download=p.data.download, test_fraction=p.data.test_fraction,
-                            seed=p.seed, stamp=stamp)
+                            seed=p.seed, stamp=stamp, mnist1d=as_dict(p.data.mnist1d))
 
 
 # -- train -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ stages, and `landscape-taxonomy classify` on a published table, start in a secon
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -23,8 +24,8 @@ CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test
 
 # Columns read as numbers wherever a table comes from (an outside table's typo is an error).
 NUMERIC = CONTRACT + [f"{c}_std" for c in CONTRACT[2:]] + ["n_models", "n_diverged",
-                                                           "n_curve_pairs", "phase_margin",
-                                                           "hessian_trace_se",
+                                                           "n_curve_pairs", "n_train", "n_test",
+                                                           "phase_margin", "hessian_trace_se",
                                                            "hessian_top_residual"]
 
 
@@ -37,16 +38,32 @@ def read_table(path: Path, *, load_col: str | None = None,
 
 def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
              train_loss_threshold="auto", mc_threshold="auto", cka_threshold="auto",
+             thresholds_from: Path | None = None,
              load_col: str | None = None, temperature_col: str | None = None,
-             correlations_csv: Path | None = None) -> pd.DataFrame:
+             correlations_csv: Path | None = None,
+             warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """phases.csv (with `flag`), summary.json (with "warnings") and the correlations from a
+    metrics table. Thresholds left at auto take `thresholds_from`'s values where it is
+    given (read before the table); `warn` gets each degenerate auto split's warning line."""
+    given = {"train_loss": train_loss_threshold, "mc": mc_threshold, "cka": cka_threshold}
+    baseline = None
+    if thresholds_from is not None:
+        baseline = thresholds.baseline(thresholds_from,
+                                       [k for k, v in given.items() if v == "auto"])
     table = read_table(metrics_csv, load_col=load_col, temperature_col=temperature_col,
                        require=phases.REQUIRED)
     th = thresholds.resolve(table, train_loss=train_loss_threshold, mc=mc_threshold,
-                            cka=cka_threshold)
+                            cka=cka_threshold, baseline=baseline)
     result = phases.classify(table, train_loss_threshold=th["train_loss"].value,
                              mc_threshold=th["mc"].value, cka_threshold=th["cka"].value)
+    found = thresholds.problems(table, th, result["phase"])
+    result["flag"] = thresholds.flag_column(found, len(result))
     summary = phases.summarize(result, table)
     summary["thresholds"] = {k: v.as_dict() for k, v in th.items()}
+    summary["warnings"] = [p.message for p in found]
+    for p in found:
+        if warn is not None:
+            warn(p.message)
     write_csv(phases_csv, result)
     if summary_json is not None:
         write_json(summary_json, _clean(summary))

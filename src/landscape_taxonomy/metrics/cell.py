@@ -263,7 +263,10 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
                             hessian_top_residual=h["top_residual"],
                             hessian_runs=h["runs"])
 
-    out = {"n_models": len(models), "n_diverged": len(models) - len(live)}
+    # n_train: mc's resolution, one example (thresholds.auto_mc); n_test: the accuracy's
+    # binomial error (phases.accuracy_se)
+    out = {"n_models": len(models), "n_diverged": len(models) - len(live),
+           "n_train": len(y_train), "n_test": len(y_test)}
     for name in ("train_loss", "train_acc", "test_loss", "test_acc", "hessian_top",
                  "hessian_trace"):
         out[name], out[f"{name}_std"] = mean_std(r.get(name) for r in per_model)

@@ -33,12 +33,13 @@ TINY_OVERRIDES = {
              "seeds": 2},
     "train": {"max_epochs": 3, "device": "cpu"},
     "metrics": {"hessian": {"samples": 64, "max_iter": 20},
-                "curve": {"epochs": 2, "endpoint_tol": 2.0},
+                "curve": {"epochs": 2, "lr": 0.01, "batch_size": 128, "endpoint_tol": 2.0},
                 "cka": {"samples": 64}},
     # four cells are too few to read boundaries off (`auto`, tests/test_thresholds.py)
     "phase": {"train_loss_threshold": 0.1, "mc_threshold": 1.0, "cka_threshold": 0.8},
     "executor": {"kind": "local", "workers": 1},
     "store": {"path": ".cells"},
+    "rugged": {"runs": 8, "steps": 1000},  # the 1-D study's stage, kept short
 }
 
 

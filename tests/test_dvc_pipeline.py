@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sys
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run, write_params
+from conftest import ROOT, run, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,8 @@ def set_param(project, path: str, value):
 
 
 def test_repro_builds_every_contract_and_reruns_only_what_changed(project):
-    assert repro(project) == STAGES
+    ran = repro(project)  # and the 1-D model's stage, which depends on none of them
+    assert [s for s in ran if s != "rugged-convexity"] == STAGES and "rugged-convexity" in ran
     metrics = pd.read_csv(project / "reports" / "metrics.csv")
     for col in ("load", "temperature", "train_loss", "train_acc", "test_loss", "test_acc",
                 "hessian_top", "hessian_trace", "mc", "cka", "l2", "load_param",
@@ -100,3 +102,40 @@ def test_bad_params_fail_the_stage_with_one_line(project):
     res = run(DVC + ["repro"], project, check=False)
     assert res.returncode != 0
     assert "train.lr: must be a number > 0, got -1" in res.stdout + res.stderr
+
+
+def test_the_default_data_and_model_on_a_tiny_grid(project):
+    # MNIST-1D and the 1-D CNN as the default runs them, every threshold auto, the grid cut:
+    # a fresh dvc repro gives every contract, phase accuracies with their SEs, the lead.
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in [("data", {**default["data"], "mnist1d": {
+                           **default["data"]["mnist1d"], "train_samples": 200,
+                           "test_samples": 300}}),
+                       ("model", default["model"]), ("train.max_epochs", 4),
+                       ("grid.load.values", [2, 8, 32]),
+                       ("grid.temperature", {"param": "weight_decay",
+                                             "values": [0.0001, 0.001, 0.03]}),
+                       ("grid.seeds", 3), ("metrics.curve", default["metrics"]["curve"]),
+                       ("metrics.curve.epochs", 4), ("phase", default["phase"])]:
+        set_param(project, key, value)
+    ran = repro(project)
+    assert [s for s in ran if s != "rugged-convexity"] == STAGES
+    manifest = json.loads((project / "data" / "prepared" / "manifest.json").read_text())
+    assert (manifest["dataset"], manifest["n_train"], manifest["n_test"]) == ("mnist1d", 200, 300)
+    assert manifest["input_shape"] == [1, 1, 40]
+    metrics = pd.read_csv(project / "reports" / "metrics.csv")
+    assert len(metrics) == 9 and (metrics["n_test"] == 300).all()
+    assert (metrics["n_train"] == 200).all()
+    assert metrics[["train_loss", "test_acc", "mc", "cka", "hessian_top"]].notna().all().all()
+    summary = json.loads((project / "reports" / "summary.json").read_text())
+    assert summary["cells"] == 9 and summary["thresholds"]["train_loss"]["method"] != "given"
+    for p, row in summary["test_acc_by_phase"].items():
+        assert 0 < row["se"] < 0.2, p  # seeds' spread and 300 test signals
+        assert row["test_set"] == "per test sample", p  # from the cells' hits
+    # each cell's per-sample hits (models right on each test signal) give its test accuracy
+    for r in metrics.itertuples():
+        cell = json.loads((project / "reports" / "cells" / f"{r.cell}.json").read_text())
+        hits = np.frombuffer(base64.b64decode(cell["test_hits"]), dtype=np.uint8)
+        assert len(hits) == 300 and hits.max() <= 3
+        assert hits.mean() / 3 == pytest.approx(r.test_acc, abs=1e-12)
+    assert isinstance(summary["warnings"], list)

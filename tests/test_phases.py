@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -170,8 +171,10 @@ def test_a_phases_accuracy_se_adds_the_seeds_and_the_test_sets_noise():
 
 
 def test_summary_reports_iv_bs_lead_over_iv_a_in_standard_errors():
-    assert lead({"IV-B": {"mean": 0.9, "se": 0.003}, "IV-A": {"mean": 0.88, "se": 0.004}},
-                "IV-B", "IV-A") == pytest.approx({"lead": 0.02, "se": 0.005, "lead_in_se": 4.0})
+    unpaired = lead({"IV-B": {"mean": 0.9, "se": 0.003}, "IV-A": {"mean": 0.88, "se": 0.004}},
+                    "IV-B", "IV-A")
+    assert unpaired.pop("test_set") == "unpaired (conservative)"
+    assert unpaired == pytest.approx({"lead": 0.02, "se": 0.005, "lead_in_se": 4.0})
     assert lead({"IV-B": {"mean": 0.9}}, "IV-B", "IV-A") is None
     ph = pd.DataFrame({"load": [1, 2, 3, 4], "temperature": 1.0,
                        "phase": ["IV-A", "IV-A", "IV-B", "IV-B"],
@@ -184,3 +187,30 @@ def test_summary_reports_iv_bs_lead_over_iv_a_in_standard_errors():
     assert s["test_acc_by_phase"]["IV-A"]["se"] == pytest.approx(se_a)
     assert s["iv_b_lead_over_iv_a"]["lead"] == pytest.approx(0.10)
     assert s["iv_b_lead_over_iv_a"]["lead_in_se"] == pytest.approx(0.10 / math.hypot(se_a, se_b))
+
+
+def test_the_lead_is_paired_over_the_same_test_samples():
+    # Two phases of one cell each, 4 models, 1000 test samples: B's models are right wherever
+    # A's are, and on 20 samples more. Unpaired, the test set's binomial noise (~0.01 each)
+    # swamps a lead of 0.02; paired, only the 20 samples where they differ vary.
+    n = 1000
+    a = np.zeros(n)
+    a[:900] = 1.0
+    b = a.copy()
+    b[900:920] = 1.0
+    ph = pd.DataFrame({"load": [1.0, 2.0], "temperature": 1.0, "phase": ["IV-A", "IV-B"],
+                       "test_acc": [0.90, 0.92]})
+    metrics = ph.drop(columns="phase").assign(test_acc_std=0.004, n_models=4, n_diverged=0,
+                                              n_test=n)
+    unpaired = summarize(ph, metrics)["iv_b_lead_over_iv_a"]
+    s = summarize(ph, metrics, {(1.0, 1.0): a, (2.0, 1.0): b})
+    paired = s["iv_b_lead_over_iv_a"]
+    seeds = 2 * 0.004 ** 2 / 4
+    assert paired["se"] == pytest.approx(math.sqrt(seeds + 0.02 * 0.98 / n))
+    assert unpaired["se"] == pytest.approx(math.sqrt(seeds + (0.9 * 0.1 + 0.92 * 0.08) / n))
+    assert paired["lead_in_se"] > 3 > 2 > unpaired["lead_in_se"]
+    assert paired["test_set"].startswith("paired") and unpaired["test_set"].startswith("unpaired")
+    # a phase's own SE: its per-sample share's variance, here the binomial's exactly
+    row = s["test_acc_by_phase"]["IV-A"]
+    assert row["se_test"] == pytest.approx(math.sqrt(0.9 * 0.1 / n))
+    assert row["se"] == pytest.approx(math.hypot(row["se_seeds"], row["se_test"]))

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, merge, run
+from landscape_taxonomy.cli import has_key
 from landscape_taxonomy.config import ConfigError, parse_params, read_yaml
 
 SHIPPED = sorted(ROOT.glob("params*.yaml"))
@@ -40,20 +41,13 @@ def declared(dvc_yaml: Path) -> list[tuple[str, str]]:
     return out
 
 
-def present(doc: dict, dotted: str) -> bool:
-    node = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def problems(doc: dict, dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
     """What stops `dvc repro` with this file as params.yaml: each declared key it lacks,
     with the stage, and the schema's complaint."""
     out = [f"{key} (declared by {stage})" for stage, key in declared(dvc_yaml)
-           if not present(doc, key)]
+           if not has_key(doc, key)]
     try:
         parse_params(doc)
     except ConfigError as e:

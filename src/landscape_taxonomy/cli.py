@@ -152,6 +152,10 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
                          None, "--thresholds-dir",
                          help="refuse a thresholds file outside this folder (the stage's DVC "
                               "dep, so that editing the file reruns it)"),
+                     cells: Path = typer.Option(
+                         None, "--cells", help="compute-metrics' reports/cells: each cell's "
+                                               "per-sample test hits, for a paired SE of "
+                                               "IV-B's lead over IV-A"),
                      load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Sort each cell of a metrics table into phase I, II, III, IV-A or IV-B."""
     ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
@@ -171,7 +175,7 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
                                mc_threshold=ph.mc_threshold, cka_threshold=ph.cka_threshold,
                                thresholds_from=None if source is None else Path(source),
                                load_col=load_col, temperature_col=temperature_col,
-                               correlations_csv=correlations,
+                               correlations_csv=correlations, cells_dir=cells,
                                warn=lambda line: typer.echo(line, err=True))
     counts = result["phase"].value_counts().to_dict()
     typer.echo(f"phases of {len(result)} cells -> {out}: {counts}")

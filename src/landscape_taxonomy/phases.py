@@ -89,9 +89,11 @@ def classify(table: pd.DataFrame, *, train_loss_threshold: float, mc_threshold: 
     return pd.DataFrame(rows)
 
 
-def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict:
-    """summary.json: cells per phase, test accuracy per phase, where the best cell lies,
-    and how well each metric ranks the cells' test accuracy."""
+def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None,
+              hits: dict | None = None) -> dict:
+    """summary.json: cells per phase, test accuracy per phase with its standard error,
+    IV-B's lead over IV-A, where the best cell lies, and how well each metric ranks the
+    cells' test accuracy. `hits`: accuracy_parts'."""
     counts = {p: int((phases["phase"] == p).sum()) for p in PHASES + STATES}
     out = {"cells": len(phases), "phases": counts,
            "boundary_cells": int(phases.get("boundary", pd.Series(dtype=bool)).sum())}
@@ -100,20 +102,23 @@ def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict
         out["best_test_acc"] = float(best["test_acc"])
         out["best_test_acc_phase"] = str(best["phase"])
         out["best_cell"] = {"load": _num(best["load"]), "temperature": _num(best["temperature"])}
-        by_phase = {}
+        by_phase, parts = {}, {}
         for p in PHASES:
             sel = phases.loc[phases["phase"] == p, "test_acc"].dropna()
             if len(sel):
                 by_phase[p] = {"mean": float(sel.mean()),
                                "std": float(sel.std()) if len(sel) > 1 else 0.0,
                                "cells": int(len(sel))}
-                se = accuracy_se(phases[phases["phase"] == p], metrics)
-                if se is not None:
-                    by_phase[p]["se"] = se
+                parts[p] = accuracy_parts(phases[phases["phase"] == p], metrics, hits)
+                if parts[p] is not None:
+                    by_phase[p].update(
+                        se=math.sqrt(parts[p]["var_seeds"] + parts[p]["var_test"]),
+                        se_seeds=math.sqrt(parts[p]["var_seeds"]),
+                        se_test=math.sqrt(parts[p]["var_test"]), test_set=parts[p]["test_set"])
         out["test_acc_by_phase"] = by_phase
         if by_phase:
             out["best_mean_test_acc_phase"] = max(by_phase, key=lambda p: by_phase[p]["mean"])
-            out["iv_b_lead_over_iv_a"] = lead(by_phase, "IV-B", "IV-A")
+            out["iv_b_lead_over_iv_a"] = lead(by_phase, "IV-B", "IV-A", parts)
     if metrics is not None:
         out["spearman_with_test_acc"] = spearman_with_test_acc(metrics)
         out["hessian_trace_by_phase"] = trace_by_phase(phases, metrics)
@@ -123,15 +128,18 @@ def summarize(phases: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict
     return out
 
 
-def accuracy_se(cells: pd.DataFrame, metrics: pd.DataFrame | None) -> float | None:
-    """Standard error of a phase's mean test accuracy (the mean over its cells of each
-    cell's mean over seeds), from two sources of noise:
-      seeds     each cell's spread over its models, test_acc_std² / models, averaged as a
-                mean is: sqrt(sum) / cells (cells are independent draws of models);
-      test set  the binomial error of an accuracy p measured on n_test images, p(1 - p) /
-                n_test, once for the phase: every cell is scored on the same images, so
-                this part does not shrink with more cells.
-    None when the table lacks the seeds' spread."""
+def accuracy_parts(cells: pd.DataFrame, metrics: pd.DataFrame | None,
+                   hits: dict | None = None) -> dict | None:
+    """The noise in a phase's mean test accuracy (the mean over its cells of each cell's
+    mean over seeds), as variances of that mean:
+      seeds     each cell's spread over its models, test_acc_std² / models; the mean of
+                independent cells: the sum over cells / cells²;
+      test set  the test signals are a sample too. With `hits` ({(load, temperature): the
+                share of a cell's models right on each test sample}), Var_x(r(x)) / n_test
+                for the phase's share r(x) (its cells' mean), exact; without, the binomial
+                p(1 - p) / n_test, once for the phase (every cell scores the same samples,
+                so this part does not shrink with more cells).
+    None when the table lacks the seeds' spread. `rate` is r(x) where hits are known."""
     if metrics is None or "test_acc_std" not in metrics.columns:
         return None
     cols = [c for c in ("test_acc_std", "n_models", "n_diverged", "n_test")
@@ -143,24 +151,44 @@ def accuracy_se(cells: pd.DataFrame, metrics: pd.DataFrame | None) -> float | No
         return None
     models = t["n_models"] - t.get("n_diverged", 0) if "n_models" in t else 1
     var_seeds = float((t["test_acc_std"] ** 2 / np.maximum(models, 1)).sum()) / len(t) ** 2
-    var_test = 0.0
-    if "n_test" in t and t["n_test"].notna().all():
+    rate, var_test, how = None, 0.0, "none"
+    found = [(hits or {}).get((float(a), float(b))) for a, b in zip(t["load"], t["temperature"])]
+    if found and all(r is not None for r in found):
+        rate = np.mean(found, axis=0)
+        var_test, how = float(rate.var() / len(rate)), "per test sample"
+    elif "n_test" in t and t["n_test"].notna().all():
         p = float(t["test_acc"].mean())
-        var_test = p * (1 - p) / float(t["n_test"].min())
-    return float(math.sqrt(var_seeds + var_test))
+        var_test, how = p * (1 - p) / float(t["n_test"].min()), "binomial"
+    return {"var_seeds": var_seeds, "var_test": var_test, "test_set": how, "rate": rate}
 
 
-def lead(by_phase: dict, first: str, second: str) -> dict | None:
+def accuracy_se(cells: pd.DataFrame, metrics: pd.DataFrame | None,
+                hits: dict | None = None) -> float | None:
+    """Standard error of a phase's mean test accuracy (accuracy_parts says from what)."""
+    parts = accuracy_parts(cells, metrics, hits)
+    return None if parts is None else float(math.sqrt(parts["var_seeds"] + parts["var_test"]))
+
+
+def lead(by_phase: dict, first: str, second: str, parts: dict | None = None) -> dict | None:
     """How far `first`'s mean test accuracy is ahead of `second`'s, and that lead in units
-    of its standard error (the two phases' SEs added in quadrature)."""
+    of its standard error. With both phases' per-sample shares (`parts`, accuracy_parts'),
+    the test set's part is paired: Var_x(r1(x) - r2(x)) / n_test, the two scored on the
+    same samples (mostly the same hits and misses); otherwise the two SEs in quadrature."""
     a, b = by_phase.get(first), by_phase.get(second)
     if a is None or b is None:
         return None
     out = {"lead": a["mean"] - b["mean"]}
-    if "se" in a and "se" in b:
-        se = math.hypot(a["se"], b["se"])
-        out["se"] = se
-        out["lead_in_se"] = out["lead"] / se if se > 0 else math.nan
+    pa, pb = (parts or {}).get(first), (parts or {}).get(second)
+    if pa is not None and pb is not None and pa["rate"] is not None \
+            and pb["rate"] is not None:
+        d = pa["rate"] - pb["rate"]
+        out["se"] = math.sqrt(pa["var_seeds"] + pb["var_seeds"] + d.var() / len(d))
+        out["test_set"] = "paired per test sample"
+    elif "se" in a and "se" in b:
+        out["se"] = math.hypot(a["se"], b["se"])
+        out["test_set"] = "unpaired (conservative)"
+    if "se" in out:
+        out["lead_in_se"] = out["lead"] / out["se"] if out["se"] > 0 else math.nan
     return out
 
 

@@ -40,11 +40,13 @@ def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
              train_loss_threshold="auto", mc_threshold="auto", cka_threshold="auto",
              thresholds_from: Path | None = None,
              load_col: str | None = None, temperature_col: str | None = None,
-             correlations_csv: Path | None = None,
+             correlations_csv: Path | None = None, cells_dir: Path | None = None,
              warn: Callable[[str], None] | None = None) -> pd.DataFrame:
     """phases.csv (with `flag`), summary.json (with "warnings") and the correlations from a
     metrics table. Thresholds left at auto take `thresholds_from`'s values where it is
-    given (read before the table); `warn` gets each degenerate auto split's warning line."""
+    given (read before the table); `warn` gets each degenerate auto split's warning line.
+    `cells_dir` (compute-metrics' reports/cells) gives each cell's per-sample test hits, for
+    the phases' paired accuracy comparison."""
     given = {"train_loss": train_loss_threshold, "mc": mc_threshold, "cka": cka_threshold}
     baseline = None
     if thresholds_from is not None:
@@ -58,7 +60,7 @@ def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
                              mc_threshold=th["mc"].value, cka_threshold=th["cka"].value)
     found = thresholds.problems(table, th, result["phase"])
     result["flag"] = thresholds.flag_column(found, len(result))
-    summary = phases.summarize(result, table)
+    summary = phases.summarize(result, table, test_hits(cells_dir, table))
     summary["thresholds"] = {k: v.as_dict() for k, v in th.items()}
     summary["warnings"] = [p.message for p in found]
     for p in found:
@@ -72,6 +74,32 @@ def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
         write_csv(correlations_csv, pd.DataFrame({"metric": list(corr),
                                                   "spearman": list(corr.values())}))
     return result
+
+
+def test_hits(cells_dir: Path | None, table: pd.DataFrame) -> dict | None:
+    """{(load, temperature): the share of the cell's live models right on each test sample}
+    from the cells' JSON (`test_hits`, metrics/cell.py), for the table's cells that have
+    one; None without a folder or a `cell` column."""
+    if cells_dir is None or "cell" not in table.columns:
+        return None
+    import base64
+    import json
+
+    import numpy as np
+
+    out = {}
+    for r in table[["cell", "load", "temperature"]].itertuples(index=False):
+        path = Path(cells_dir) / f"{r.cell}.json"
+        if not path.is_file():
+            continue
+        res = json.loads(path.read_text())
+        m = res.get("metrics", {})
+        live = (m.get("n_models") or 0) - (m.get("n_diverged") or 0)
+        if "test_hits" not in res or live <= 0:
+            continue
+        counts = np.frombuffer(base64.b64decode(res["test_hits"]), dtype=np.uint8)
+        out[(float(r.load), float(r.temperature))] = counts / live
+    return out
 
 
 def _clean(obj):

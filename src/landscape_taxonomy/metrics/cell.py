@@ -10,6 +10,7 @@ Diverged models are left out; a cell with every model diverged gets NaN everywhe
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import itertools
@@ -17,6 +18,7 @@ import math
 import platform
 import statistics
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,8 +29,10 @@ from .fold import fold_batchnorm
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) in eval mode."""
+def evaluate(model, x, y, batch_size: int = 1000, hits=None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) in eval mode. `hits` ([len(y)] integers), when given,
+    gains 1 where the model is right: the per-sample record the phases' paired accuracy
+    comparison needs (phases.accuracy_se)."""
     model.eval()
     folded = fold_batchnorm(model)  # the same function, cheaper
     fmt = fast_layout(model, x.device)
@@ -36,7 +40,10 @@ def evaluate(model, x, y, batch_size: int = 1000) -> tuple[float, float]:
     for i in range(0, len(y), batch_size):
         out = folded(x[i:i + batch_size].contiguous(memory_format=fmt))
         loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
-        correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
+        right = out.argmax(1) == y[i:i + batch_size]
+        correct += right.sum().item()
+        if hits is not None:
+            hits[i:i + batch_size] += right.to(hits.device, hits.dtype)
     return loss / len(y), correct / len(y)
 
 
@@ -244,11 +251,12 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
     live = [i for i, d in enumerate(diverged) if not d]
 
     per_model = []
+    hits = torch.zeros(len(y_test), dtype=torch.uint8)  # live models right on each test sample
     for i, m in enumerate(models):
         row = {"model": i, "diverged": diverged[i]}
         if not diverged[i]:
             row["train_loss"], row["train_acc"] = evaluate(m, x_train, y_train)
-            row["test_loss"], row["test_acc"] = evaluate(m, x_test, y_test)
+            row["test_loss"], row["test_acc"] = evaluate(m, x_test, y_test, hits=hits)
         per_model.append(row)
     live_models = [models[i] for i in live]
     # Model by model, through second_order.py, which has no stacked form; a stacked double
@@ -306,9 +314,15 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
     out["n_pairs"], out["n_curve_pairs"] = len(pairs), len(mcs)
     out["mixup_seed"] = mix_seed
     return {"metrics": out, "per_model": per_model, "curves": curve_rows,
+            "test_hits": encode_hits(hits.numpy()),
             "pairs": [{"pair": f"{i}-{j}", "cka": c, "l2": d}
                       for (i, j), c, d in zip(pairs, ckas, l2s)],
             "provenance": provenance(device)}
+
+
+def encode_hits(hits: np.ndarray) -> str:
+    """[n_test] counts of models right (< 256) as base64 of their bytes, for a JSON cell."""
+    return base64.b64encode(np.asarray(hits, dtype=np.uint8).tobytes()).decode()
 
 
 def provenance(device: torch.device) -> dict:

@@ -37,6 +37,8 @@ BENCHMARKS = {
     "speed": (["bench_speed.py", "--reps", "3"], "training, Hessian and curves against the "
               "straightforward way"),
     "hessian-samples": (["bench_hessian_stability.py"], "how many points the Hessian needs"),
+    "seeds": (["bench_seeds.py"], "the default study against -S seed=1: wall time, the "
+              "goals, the phases cell by cell"),
 }
 
 

@@ -315,5 +315,22 @@ def check_params_command(params: Path = typer.Argument(Path("params.yaml"))):
                f"({p.grid.load.param} x {p.grid.temperature.param}){checked}")
 
 
+
+@app.command("rugged")
+@one_line_errors
+def rugged_command(params: Path = PARAMS,
+                   out_dir: Path = typer.Option(Path("reports/rugged"), "--out-dir",
+                                                help="folder for the tables and figures")):
+    """Run the 1-D rugged-convexity study (rugged.py, our model) and sort its cells with the
+    study's phase rule; reads only the params file's rugged: section."""
+    cfg = load_params(params).rugged
+    from . import rugged  # after the pin one_line_errors sets for numpy
+    summary = rugged.run(cfg, out_dir)
+    counts = {p: n for p, n in summary["phases"].items() if n}
+    typer.echo(f"rugged convexity: {summary['cells']} cells -> {out_dir}: {counts}; best test "
+               f"cell in {summary.get('best_test_acc_phase')}, best phase on average "
+               f"{summary.get('best_mean_test_acc_phase')} ({summary['seconds']:.1f} s)")
+
+
 if __name__ == "__main__":
     app()

@@ -72,7 +72,8 @@ from .config import RuggedConfig
 
 MODEL = ("rugged convexity in one dimension: our model (src/landscape_taxonomy/rugged.py); the "
          "paper's one-dimensional model is not published")
-LOAD_NAME, TEMPERATURE_NAME = "λ", "T"
+LOAD_NAME = "λ"
+TEMPERATURE_NAME = "T"
 
 
 # -- the landscape -----------------------------------------------------------------------

@@ -71,6 +71,9 @@ def prepare(p: Params, out_dir: Path) -> dict:
     stamp = {"dataset": p.data.dataset, "root": p.data.root,
              "test_fraction": p.data.test_fraction, "seed": p.seed,
              "mnist1d": as_dict(p.data.mnist1d), "code": grid.code_hash("data:prepare")}
+    if p.data.dataset == "mnist1d":  # its generator's code is the package's, not ours
+        from importlib.metadata import version
+        stamp["mnist1d_package"] = version("mnist1d")
     kept = data_mod.reuse(out_dir, stamp)
     if kept is not None:
         return kept

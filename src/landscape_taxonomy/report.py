@@ -9,10 +9,13 @@ stages, and `landscape-taxonomy classify` on a published table, start in a secon
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import phases, tables, thresholds
@@ -82,11 +85,6 @@ def test_hits(cells_dir: Path | None, table: pd.DataFrame) -> dict | None:
     one; None without a folder or a `cell` column."""
     if cells_dir is None or "cell" not in table.columns:
         return None
-    import base64
-    import json
-
-    import numpy as np
-
     out = {}
     for r in table[["cell", "load", "temperature"]].itertuples(index=False):
         path = Path(cells_dir) / f"{r.cell}.json"

@@ -1,7 +1,8 @@
 """Stage plot. DVC runs:
 
     python stages/plot.py --metrics reports/metrics.csv --phases reports/phases.csv \
-        --curves reports/curves.csv --density reports/density.csv --out reports/figures
+        --curves reports/curves.csv --density reports/density.csv \
+        --findings reports/findings_detail.json --out reports/figures
 """
 import typer
 

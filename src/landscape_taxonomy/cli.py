@@ -4,6 +4,7 @@
     landscape-taxonomy train    --params params.yaml --data data/prepared --out models
     landscape-taxonomy metrics  --params params.yaml --data data/prepared --models models
     landscape-taxonomy classify reports/metrics.csv --params params.yaml --out reports/phases.csv
+    landscape-taxonomy findings reports/metrics.csv --phases reports/phases.csv --summary ...
     landscape-taxonomy thresholds reports/summary.json --out thresholds/baseline.json
     landscape-taxonomy plot     --metrics reports/metrics.csv --phases reports/phases.csv
     landscape-taxonomy store gc [--dry-run]   drop cells no commit or experiment refers to
@@ -181,6 +182,49 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
     typer.echo(f"phases of {len(result)} cells -> {out}: {counts}")
 
 
+@app.command("findings")
+@one_line_errors
+def findings_command(table: Path = typer.Argument(..., help="metrics table (CSV)"),
+                     out: Path = typer.Option(Path("reports/findings.json"), help=(
+                         "each finding's verdict and headline number (DVC metrics)")),
+                     detail: Path = typer.Option(None, help=(
+                         "also write every statistic, interval, rule and reason here")),
+                     phases: Path = typer.Option(None, help=(
+                         "classify's phases table; without it the table is classified first")),
+                     summary: Path = typer.Option(None, help=(
+                         "classify's summary.json, with --phases: the thresholds used and "
+                         "the phases' standard errors")),
+                     params: Path = typer.Option(None, "--params", help=(
+                         "without --phases: params.yaml (or a phase: section) for the "
+                         "thresholds; else every threshold is auto")),
+                     train_loss_threshold: str = _threshold("train-loss"),
+                     mc_threshold: str = _threshold("mc"),
+                     cka_threshold: str = _threshold("cka"),
+                     load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
+    """Check the paper's findings F1-F10 on a study (ours or a published table): each with
+    its statistic, a 95% interval and a verdict (holds / fails / not testable here)."""
+    from . import report
+    kw = {}
+    if phases is None:
+        ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
+                                        "mc_threshold": mc_threshold,
+                                        "cka_threshold": cka_threshold})
+        kw = {"train_loss_threshold": ph.train_loss_threshold, "mc_threshold": ph.mc_threshold,
+              "cka_threshold": ph.cka_threshold,
+              "thresholds_from": None if ph.thresholds_from is None else Path(
+                  ph.thresholds_from)}
+    found = report.findings(table, out, detail, phases_csv=phases, summary_json=summary,
+                            load_col=load_col, temperature_col=temperature_col,
+                            warn=lambda line: typer.echo(line, err=True), **kw)
+    for key, f in found.items():
+        value = f["statistics"].get(f["headline"], {})
+        shown = value.get("value") if isinstance(value, dict) else None
+        note = "; ".join(x for x in (f"{f['headline']} {shown:.4g}" if shown is not None
+                                     else "", f.get("reason", "")) if x)
+        sure = "" if f.get("confident", True) else " (within noise)"
+        typer.echo(f"{key:>3} {f['verdict']}{sure}: {note}")
+
+
 @app.command("thresholds")
 @one_line_errors
 def thresholds_command(source: Path = typer.Argument(..., help=(
@@ -206,6 +250,8 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
                  phases: Path = typer.Option(None, help="phases table (CSV)"),
                  curves: Path = typer.Option(None, help="curve table (CSV)"),
                  density: Path = typer.Option(None, help="eigenvalue density table (CSV)"),
+                 findings: Path = typer.Option(None, help=(
+                     "findings' detail JSON (landscape-taxonomy findings --detail)")),
                  out: Path = typer.Option(Path("reports/figures"), help="figures folder"),
                  load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Phase map, one heatmap per metric, the connectivity curves and the cells' eigenvalue
@@ -214,7 +260,8 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
     if metrics is None and phases is None:
         raise ConfigError("plot: give --metrics and/or --phases")
     written = report.plot(metrics, phases, curves, out, load_col=load_col,
-                          temperature_col=temperature_col, density_csv=density)
+                          temperature_col=temperature_col, density_csv=density,
+                          findings_json=findings)
     typer.echo(f"{len(written)} figure files -> {out}")
 
 

@@ -184,6 +184,113 @@ def cell_density_chart(density: pd.DataFrame, phases: pd.DataFrame | None) -> al
     ).resolve_scale(x="independent", y="independent")
 
 
+def _with_phase(metrics: pd.DataFrame, phases: pd.DataFrame) -> tuple[pd.DataFrame, alt.Color]:
+    df = metrics.merge(phases[["load", "temperature", "phase"]], on=["load", "temperature"],
+                       how="left").fillna({"phase": "undetermined"})
+    return df, _phase_color(df)
+
+
+def _phase_color(df: pd.DataFrame, legend: bool = True) -> alt.Color:
+    present = [p for p in PHASE_COLORS if p in set(df["phase"])]
+    return alt.Color("phase:N", sort=present, title="phase",
+                     legend=alt.Legend() if legend else None,
+                     scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]))
+
+
+def accuracy_lines(metrics: pd.DataFrame, phases: pd.DataFrame) -> alt.Chart:
+    """Test accuracy along each axis, one line per value of the other (the paper's view of
+    double descent), each point in its cell's phase colour, with +-2 SE bars where the
+    table has the seeds' spread."""
+    df, phase_color = _with_phase(metrics, phases)
+    tname, lname = _axis_names(df)
+    if "test_acc_std" in df and "n_models" in df:
+        se = df["test_acc_std"] / np.sqrt(df["n_models"].clip(lower=1))
+        df["lo"], df["hi"] = df["test_acc"] - 2 * se, df["test_acc"] + 2 * se
+    panels = []
+    for x, xname, other, oname in (("load", lname, "temperature", tname),
+                                   ("temperature", tname, "load", lname)):
+        log = _use_log(df[x])
+        xs = alt.Scale(type="log" if log else "linear", nice=False, zero=False)
+        xa = alt.X(f"{x}:Q", scale=xs, title=f"{xname} ({x})",
+                   axis=alt.Axis(values=sorted(set(map(float, df[x]))), format="~g"))
+        order = sorted(set(map(float, df[other])))
+        base = alt.Chart(df).encode(x=xa)
+        line = base.mark_line(strokeWidth=1.2).encode(
+            y=alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(zero=False)),
+            color=alt.Color(f"{other}:O", sort=order, title=f"{oname} ({other})",
+                            scale=alt.Scale(scheme="greys", domain=order)),
+            detail=f"{other}:O")
+        layers = [line]
+        if "lo" in df:
+            layers.append(base.mark_rule(opacity=0.6).encode(
+                y="lo:Q", y2="hi:Q", color=_phase_color(df, legend=False)))
+        layers.append(base.mark_point(filled=True, size=45, opacity=1).encode(
+            y="test_acc:Q", color=phase_color,
+            tooltip=["load", "temperature", "phase", alt.Tooltip("test_acc:Q", format=".4f")]))
+        panels.append(alt.layer(*layers, title=alt.TitleParams(
+            f"Test accuracy along {xname} ({x})", subtitle="bars: +-2 SE over seeds"))
+                      .resolve_scale(color="independent").properties(width=320, height=260))
+    return alt.hconcat(*panels).resolve_scale(color="independent")
+
+
+def metric_scatter(metrics: pd.DataFrame, phases: pd.DataFrame) -> alt.Chart:
+    """Local against global: the Hessian's λmax against mc, and CKA against test accuracy,
+    each cell a point in its phase colour."""
+    df, color = _with_phase(metrics, phases)
+    panels = []
+    for x, y, xtitle, ytitle, xlog in (
+            ("hessian_top", "mc", "Hessian top eigenvalue (log)", "mc (% train error)", True),
+            ("cka", "test_acc", "CKA similarity", "test accuracy", False)):
+        if x not in df or y not in df:
+            continue
+        sub = df[np.isfinite(df[x].astype(float)) & np.isfinite(df[y].astype(float))]
+        if xlog:
+            sub = sub[sub[x] > 0]
+        panels.append(alt.Chart(sub, title=f"{ytitle} against {xtitle}").mark_point(
+            filled=True, size=50).encode(
+            x=alt.X(f"{x}:Q", title=xtitle, scale=alt.Scale(type="log" if xlog else "linear",
+                                                            zero=False, nice=not xlog)),
+            y=alt.Y(f"{y}:Q", title=ytitle, scale=alt.Scale(zero=False)), color=color,
+            tooltip=["load", "temperature", "phase", alt.Tooltip(f"{x}:Q", format=".4g"),
+                     alt.Tooltip(f"{y}:Q", format=".4g")]).properties(width=300, height=260))
+    return alt.hconcat(*panels)
+
+
+VERDICT_COLORS = {"holds": "#2ca02c", "fails": "#d62728", "not testable here": "#888888"}
+
+
+def findings_table(found: dict) -> alt.Chart:
+    """reports/findings_detail.json as a table: each finding's verdict, its headline number
+    with the 95% interval, and the claim (or why it cannot be tested here)."""
+    rows = []
+    for key, f in sorted(found.items(), key=lambda kv: int(kv[0].lstrip("F") or 0)):
+        st = f.get("statistics", {}).get(f.get("headline"), {})
+        value = st.get("value") if isinstance(st, dict) else None
+        ci = st.get("ci95") if isinstance(st, dict) else None
+        number = "" if value is None else f"{f['headline']} = {value:.3g}"
+        if ci and ci[0] is not None:
+            number += f" [{ci[0]:.3g}, {ci[1]:.3g}]"
+        verdict = f["verdict"] + ("" if f.get("confident", True) else " (within noise)")
+        text = f.get("reason") if f["verdict"] == "not testable here" else f["claim"]
+        rows.append({"finding": key, "verdict": verdict, "number": number,
+                     "text": (text or "")[:110], "color": VERDICT_COLORS[f["verdict"]]})
+    df = pd.DataFrame(rows)
+    y = alt.Y("finding:N", sort=[r["finding"] for r in rows], axis=None)
+    layers = []
+    for col, x, weight in (("finding", 0, "bold"), ("verdict", 45, "normal"),
+                           ("number", 200, "normal"), ("text", 480, "normal")):
+        enc = {"y": y, "x": alt.value(x), "text": f"{col}:N"}
+        if col == "verdict":
+            enc["color"] = alt.Color("color:N", scale=None)
+        layers.append(alt.Chart(df).mark_text(align="left", fontWeight=weight, fontSize=11)
+                      .encode(**enc))
+    return alt.layer(*layers, title=alt.TitleParams(
+        "The paper's findings on this study", subtitle=(
+            "verdict; headline statistic [95% interval]; the claim, or what the grid lacks "
+            "(reports/findings_detail.json)"), anchor="start")).properties(
+        width=1150, height=22 * len(df)).configure_view(strokeWidth=0)
+
+
 def _compressed(png: bytes) -> bytes:
     """The same pixels, zlib at Pillow's default level: vl-convert's PNGs are 4x larger
     (4.9 MB for the default study's figures, 1.0 MB re-encoded, 0.7 s)."""
@@ -236,10 +343,16 @@ def _stable_ids(svg: str) -> str:
 
 
 def charts(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
-           curves: pd.DataFrame | None, density: pd.DataFrame | None = None):
+           curves: pd.DataFrame | None, density: pd.DataFrame | None = None,
+           found: dict | None = None):
     """(name, chart) of every figure the inputs allow."""
     if phases is not None and len(phases):
         yield "phase_map", phase_map(phases)
+    if found:
+        yield "findings", findings_table(found)
+    if metrics is not None and phases is not None and len(phases) and "test_acc" in metrics:
+        yield "accuracy_lines", accuracy_lines(metrics, phases)
+        yield "scatter", metric_scatter(metrics, phases)
     if metrics is not None:
         for col in HEATMAPS:
             if col in metrics.columns:
@@ -261,13 +374,13 @@ def charts(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
 
 def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
                curves: pd.DataFrame | None, out_dir: Path,
-               density: pd.DataFrame | None = None) -> list[Path]:
+               density: pd.DataFrame | None = None, found: dict | None = None) -> list[Path]:
     """Every figure the inputs allow; returns the files written. The specs are built here
     (altair is not thread-safe), then compiled and rasterized two at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
     specs = [(name, _static(chart.to_dict()))
-             for name, chart in charts(metrics, phases, curves, density)]
+             for name, chart in charts(metrics, phases, curves, density, found)]
     with ThreadPoolExecutor(2) as pool:
         done = pool.map(lambda item: _write(item[1], out_dir, item[0]), specs)
         return [p for paths in done for p in paths]

@@ -50,6 +50,26 @@ def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
     given (read before the table); `warn` gets each degenerate auto split's warning line.
     `cells_dir` (compute-metrics' reports/cells) gives each cell's per-sample test hits, for
     the phases' paired accuracy comparison."""
+    _, result, summary = classified(
+        metrics_csv, train_loss_threshold=train_loss_threshold, mc_threshold=mc_threshold,
+        cka_threshold=cka_threshold, thresholds_from=thresholds_from, load_col=load_col,
+        temperature_col=temperature_col, cells_dir=cells_dir, warn=warn)
+    write_csv(phases_csv, result)
+    if summary_json is not None:
+        write_json(summary_json, _clean(summary))
+    if correlations_csv is not None:  # the bar chart's data, for `dvc plots diff`
+        corr = summary.get("spearman_with_test_acc", {})
+        write_csv(correlations_csv, pd.DataFrame({"metric": list(corr),
+                                                  "spearman": list(corr.values())}))
+    return result
+
+
+def classified(metrics_csv: Path, *, train_loss_threshold="auto", mc_threshold="auto",
+               cka_threshold="auto", thresholds_from: Path | None = None,
+               load_col: str | None = None, temperature_col: str | None = None,
+               cells_dir: Path | None = None, warn: Callable[[str], None] | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(metrics table, phases, summary) of classify, nothing written."""
     given = {"train_loss": train_loss_threshold, "mc": mc_threshold, "cka": cka_threshold}
     baseline = None
     if thresholds_from is not None:
@@ -69,14 +89,40 @@ def classify(metrics_csv: Path, phases_csv: Path, summary_json: Path | None, *,
     for p in found:
         if warn is not None:
             warn(p.message)
-    write_csv(phases_csv, result)
-    if summary_json is not None:
-        write_json(summary_json, _clean(summary))
-    if correlations_csv is not None:  # the bar chart's data, for `dvc plots diff`
-        corr = summary.get("spearman_with_test_acc", {})
-        write_csv(correlations_csv, pd.DataFrame({"metric": list(corr),
-                                                  "spearman": list(corr.values())}))
-    return result
+    return table, result, summary
+
+
+def findings(metrics_csv: Path, out_json: Path, detail_json: Path | None, *,
+             phases_csv: Path | None = None, summary_json: Path | None = None,
+             load_col: str | None = None, temperature_col: str | None = None,
+             warn: Callable[[str], None] | None = None, **classify_kw) -> dict:
+    """The paper's findings on a study (findings.py): `out_json` gets each verdict and its
+    headline number (the DVC metrics view), `detail_json` every statistic, interval, rule
+    and reason. With `phases_csv` and `summary_json` (classify's outputs) the phases and
+    thresholds are read from them; without, the table is classified first (classify_kw)."""
+    from . import findings as f
+    axes = {"load_col": load_col, "temperature_col": temperature_col}
+    if phases_csv is not None:
+        if summary_json is None:
+            raise ValueError("findings: --phases needs --summary too (the thresholds the "
+                             "phases were sorted with)")
+        table = read_table(metrics_csv, require=phases.REQUIRED, **axes)
+        result = read_table(phases_csv, require=("load", "temperature", "phase"), **axes)
+        entries = thresholds.read_file(summary_json, "--summary")
+        if entries.get("train_loss", (None,))[0] is None:
+            raise ValueError(f"--summary: {summary_json} has no train_loss threshold (a "
+                             "summary.json classify wrote has it)")
+        summary = json.loads(Path(summary_json).read_text())
+    else:
+        table, result, summary = classified(metrics_csv, warn=warn, **axes, **classify_kw)
+    # a grid without flat, connected cells has no cka threshold (null): no finding needs it
+    th = {k: math.nan if v.get("value") is None else float(v["value"])
+          for k, v in summary["thresholds"].items()}
+    found = f.evaluate(table, result, th, summary)
+    if detail_json is not None:
+        write_json(detail_json, _clean(found))
+    write_json(out_json, _clean(f.headline(found)))
+    return found
 
 
 def test_hits(cells_dir: Path | None, table: pd.DataFrame) -> dict | None:
@@ -113,7 +159,7 @@ def _clean(obj):
 
 def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | None,
          out_dir: Path, *, load_col: str | None = None, temperature_col: str | None = None,
-         density_csv: Path | None = None) -> list[Path]:
+         density_csv: Path | None = None, findings_json: Path | None = None) -> list[Path]:
     from . import plots  # altair: only the plot stage pays its import
 
     def opt(path, **axes):
@@ -125,5 +171,12 @@ def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | N
             return None
         return read_table(path, require=(), unique=False)
     axes = {"load_col": load_col, "temperature_col": temperature_col}
+    found = None
+    if findings_json is not None:
+        try:
+            found = json.loads(Path(findings_json).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--findings: {findings_json}: cannot be read as JSON ({e})") \
+                from None
     return plots.render_all(opt(metrics_csv, **axes), opt(phases_csv, **axes),
-                            rows(curves_csv), Path(out_dir), rows(density_csv))
+                            rows(curves_csv), Path(out_dir), rows(density_csv), found)

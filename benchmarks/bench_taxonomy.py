@@ -34,7 +34,8 @@ def describe(proj: Path) -> pd.DataFrame:
               f"(load/temperature: {cells})")
     print("most accurate phase (mean):", s.get("best_mean_test_acc_phase"))
     for k, t in s["thresholds"].items():
-        print(f"  threshold {k}: {t['value']:.4g} ({t['method']})")
+        value = "none" if t["value"] is None else f"{t['value']:.4g}"
+        print(f"  threshold {k}: {value} ({t['method']})")
     print("Spearman with test acc:",
           {k: round(v, 3) for k, v in s.get("spearman_with_test_acc", {}).items()})
     print(ph.pivot(index="load", columns="temperature", values="phase")

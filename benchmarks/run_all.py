@@ -39,6 +39,8 @@ BENCHMARKS = {
     "hessian-samples": (["bench_hessian_stability.py"], "how many points the Hessian needs"),
     "seeds": (["bench_seeds.py"], "the default study against -S seed=1: wall time, the "
               "goals, the phases cell by cell"),
+    "studies": (["bench_studies.py"], "the README's studies (default, label noise, noise "
+                "and data as load), each one command: time, phases, the findings' verdicts"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import copy
 import os
 import shutil
@@ -43,6 +44,19 @@ TINY_OVERRIDES = {
 }
 
 
+def shipped_params_text() -> str:
+    """params.yaml as committed, not as the workspace holds it: `dvc exp run` and `dvc exp
+    apply` write their params there, and the tests must not depend on the last experiment.
+    Outside a git checkout (an unpacked source tree), the file itself."""
+    res = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True,
+                         text=True)
+    return res.stdout if res.returncode == 0 else (ROOT / "params.yaml").read_text()
+
+
+def shipped_params() -> dict:
+    return yaml.safe_load(shipped_params_text())
+
+
 def merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -52,7 +66,7 @@ def merge(base: dict, over: dict) -> dict:
 
 @pytest.fixture
 def tiny_params() -> dict:
-    return merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_OVERRIDES)
+    return merge(shipped_params(), TINY_OVERRIDES)
 
 
 def write_params(path: Path, params: dict) -> Path:
@@ -98,6 +112,12 @@ def project(tmp_path, tiny_params) -> Path:
     run(["git", "config", "user.name", "test"], dst)
     run([sys.executable, "-m", "dvc", "init", "-q"], dst)
     shutil.copytree(ROOT / ".dvc" / "plots", dst / ".dvc" / "plots")
+    # the repository's page template for `dvc plots show` (the offline one)
+    page = configparser.ConfigParser()
+    page.read(ROOT / ".dvc" / "config")
+    if page.has_option("plots", "html_template"):
+        run([sys.executable, "-m", "dvc", "config", "plots.html_template",
+             page.get("plots", "html_template")], dst)
     shutil.copy(ROOT / ".dvcignore", dst / ".dvcignore")
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dst)
     run(["git", "add", "-A"], dst)
@@ -111,7 +131,7 @@ def prepared(tmp_path_factory) -> Path:
     from landscape_taxonomy import pipeline
     from landscape_taxonomy.config import parse_params
 
-    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_OVERRIDES)
+    raw = merge(shipped_params(), TINY_OVERRIDES)
     out = tmp_path_factory.mktemp("prepared") / "prepared"
     pipeline.prepare(parse_params(raw), out)
     return out

@@ -12,14 +12,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, run, write_params
+from conftest import run, shipped_params, write_params
+from landscape_taxonomy.plots import filename
 
 pytestmark = pytest.mark.slow
 
 DVC = [sys.executable, "-m", "dvc"]
-STAGES = ["prepare-noisy-data", "train-grid", "compute-metrics", "classify-phase", "findings",
-          "plot"]
-REPORT = {"classify-phase", "findings", "plot"}  # findings and plot in either order
+STAGES = ["check-params", "prepare-noisy-data", "train-grid", "compute-metrics",
+          "classify-phase", "findings", "plot"]
+# an edit of params.yaml reruns check-params (instant) first; findings and plot in either order
+REPORT = {"check-params", "classify-phase", "findings", "plot"}
 
 
 def repro(project) -> list[str]:
@@ -30,7 +32,7 @@ def repro(project) -> list[str]:
 
 def ordered(ran: list[str]) -> bool:
     """Every stage of STAGES ran, in its order (findings and plot in either)."""
-    return sorted(ran, key=STAGES.index) == STAGES and ran[:4] == STAGES[:4]
+    return sorted(ran, key=STAGES.index) == STAGES and ran[:5] == STAGES[:5]
 
 
 def set_param(project, path: str, value):
@@ -59,8 +61,8 @@ def test_repro_builds_every_contract_and_reruns_only_what_changed(project):
     assert summary["cells"] == 4 and sum(summary["phases"].values()) == 4
     figures = project / "reports" / "figures"
     for name in ("phase_map", "heatmap_hessian_top", "heatmap_mc", "curves"):
-        assert (figures / f"{name}.png").stat().st_size > 1000
-        assert (figures / f"{name}.svg").exists()
+        assert (figures / f"{filename(name)}.png").stat().st_size > 1000
+        assert (figures / f"{filename(name)}.svg").exists()
     curves = pd.read_csv(project / "reports" / "curves.csv")
     assert set(curves["t"]) == {0, 0.25, 0.5, 0.75, 1.0}
     # every cell's eigenvalue density: integrates to 1, its right edge the top eigenvalue
@@ -72,7 +74,7 @@ def test_repro_builds_every_contract_and_reruns_only_what_changed(project):
         cell_json = json.loads((project / "reports" / "cells" / f"{cell}.json").read_text())
         tops = [m["hessian_runs"][0]["top"] for m in cell_json["per_model"]]
         assert x.max() > max(tops) >= x[np.argmax(y > 1e-3 * y.max())]
-    assert (figures / "density.png").stat().st_size > 1000
+    assert (figures / "15_density.png").stat().st_size > 1000
     manifest = json.loads((project / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["dataset"] == "digits"
     log = pd.read_csv(project / "models" / "width=1__batch_size=32" / "log.csv")
@@ -104,20 +106,26 @@ def test_repro_builds_every_contract_and_reruns_only_what_changed(project):
     assert head["F8"]["verdict"] == "not testable here"
     res = run(DVC + ["plots", "show", "-o", "plots_html"], project)
     html = (project / "plots_html" / "index.html").read_text()
-    assert "phase_map.png" in html and "Mode connectivity" in html, res.stdout
+    assert "05_phase_map.png" in html and "Mode connectivity" in html, res.stdout
 
 
-def test_bad_params_fail_the_stage_with_one_line(project):
-    set_param(project, "train.lr", -1)
-    res = run(DVC + ["repro"], project, check=False)
-    assert res.returncode != 0
-    assert "train.lr: must be a number > 0, got -1" in res.stdout + res.stderr
+def test_bad_params_stop_the_run_at_its_first_stage_with_one_line(project):
+    # a bad value, and a typo no stage declares (DVC alone would say "up to date")
+    for key, value, line in (("train.lr", -1, "error: train.lr: must be a number > 0, got -1"),
+                             ("nosie", 0.3, "error: nosie: unknown key; allowed: seed, noise")):
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        set_param(project, key, value)
+        res = run(DVC + ["repro"], project, check=False)
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and line in out
+        assert re.findall(r"Running stage '([\w-]+)'", out) == ["check-params"]
+        write_params(project / "params.yaml", params)
 
 
 def test_the_default_data_and_model_on_a_tiny_grid(project):
     # MNIST-1D and the 1-D CNN as the default runs them, every threshold auto, the grid cut:
     # a fresh dvc repro gives every contract, phase accuracies with their SEs, the lead.
-    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    default = shipped_params()
     for key, value in [("data", {**default["data"], "mnist1d": {
                            **default["data"]["mnist1d"], "train_samples": 200,
                            "test_samples": 300}}),

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from landscape_taxonomy import findings
+from landscape_taxonomy.plots import filename
 
 PAPER = Path(__file__).parent / "data" / "paper_resnet18_width_batch.csv"
 TH = {"train_loss": 0.1, "mc": 1.0, "cka": 0.75}
@@ -244,8 +245,8 @@ def test_findings_figures_of_a_published_grid(tmp_path):
         res = subprocess.run(cli + list(map(str, args)), capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
     for name in ("findings", "accuracy_lines", "scatter"):
-        assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 5000, name
-    svg = (tmp_path / "figs" / "findings.svg").read_text()
+        assert (tmp_path / "figs" / f"{filename(name)}.png").stat().st_size > 5000, name
+    svg = (tmp_path / "figs" / "02_findings.svg").read_text()
     assert svg.index(">F2<") < svg.index(">F10<")  # in the findings' order, not the text's
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

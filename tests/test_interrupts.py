@@ -18,9 +18,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from conftest import ROOT, TINY_OVERRIDES, env_with_venv, merge, run, write_params
+from conftest import TINY_OVERRIDES, env_with_venv, merge, run, shipped_params, write_params
 from landscape_taxonomy import pipeline
 from landscape_taxonomy.config import parse_params
 
@@ -30,7 +29,7 @@ DVC = [sys.executable, "-m", "dvc"]
 
 def grid_params(store: Path, **executor) -> dict:
     """Eight cells slow enough (a few seconds each) to interrupt between two of them."""
-    p = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_OVERRIDES)
+    p = merge(shipped_params(), TINY_OVERRIDES)
     p["grid"]["load"]["values"] = [1, 2, 4, 8]
     p["grid"]["temperature"]["values"] = [16, 32]
     p["train"]["max_epochs"] = 6

@@ -85,8 +85,8 @@ def test_console_script_classifies_an_outside_table(tmp_path):
                           str(src), "--phases", str(out), "--out", str(figs)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert (figs / "phase_map.png").stat().st_size > 1000
-    assert (figs / "heatmap_mc.svg").read_text().startswith("<svg")
+    assert (figs / "05_phase_map.png").stat().st_size > 1000
+    assert (figs / "10_heatmap_mc.svg").read_text().startswith("<svg")
 
 
 def cli(*args):

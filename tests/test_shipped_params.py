@@ -294,7 +294,7 @@ def test_paper_params_run_end_to_end_with_their_size_cut(project, monkeypatch):
     assert set(phases["phase"]) <= {"I", "II", "III", "IV-A", "IV-B", "undetermined"}
     summary = json.loads((project / "reports" / "summary.json").read_text())
     assert summary["cells"] == 4
-    assert (project / "reports" / "figures" / "phase_map.png").stat().st_size > 1000
+    assert (project / "reports" / "figures" / "05_phase_map.png").stat().st_size > 1000
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["train-grid"]["params"]["params.yaml"]["train.cpu_kernels"] \
         == "portable"

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from landscape_taxonomy.plots import filename
+
 PAPER = Path(__file__).parent / "data" / "paper_resnet18_width_batch.csv"
 
 
@@ -66,7 +68,7 @@ def test_plot_a_foreign_table(foreign, tmp_path):
               "--temperature-col", "batch_size", "--out", figs)
     assert res.returncode == 0, res.stderr
     for name in ("overview", "phase_map", "correlations", "heatmap_cka"):
-        assert (figs / f"{name}.png").stat().st_size > 1000
+        assert (figs / f"{filename(name)}.png").stat().st_size > 1000
 
 
 ROWS = "load,temperature,train_loss,mc,cka\n1,16,0.5,-3,0.4\n2,16,0.01,0,0.8\n"
@@ -139,11 +141,11 @@ def test_plot_draws_cell_densities_and_skips_a_header_only_table(tmp_path):
                  ).to_csv(tmp_path / "density.csv", index=False)
     written = report.plot(metrics, None, None, tmp_path / "figs",
                           density_csv=tmp_path / "density.csv")
-    assert tmp_path / "figs" / "density.png" in written
+    assert tmp_path / "figs" / "15_density.png" in written
     (tmp_path / "empty.csv").write_text("cell,load,temperature,eigenvalue,density\n")
     written = report.plot(metrics, None, None, tmp_path / "figs2",
                           density_csv=tmp_path / "empty.csv")
-    assert written and not (tmp_path / "figs2" / "density.png").exists()
+    assert written and not (tmp_path / "figs2" / "15_density.png").exists()
 
 
 def test_a_figure_is_the_same_bytes_whatever_was_drawn_before(foreign, tmp_path):

@@ -8,6 +8,7 @@
     landscape-taxonomy thresholds reports/summary.json --out thresholds/baseline.json
     landscape-taxonomy plot     --metrics reports/metrics.csv --phases reports/phases.csv
     landscape-taxonomy store gc [--dry-run]   drop cells no commit or experiment refers to
+    landscape-taxonomy plots-page             the offline page template of dvc plots show
     landscape-taxonomy check-params params.paper.yaml   valid, and every key dvc.yaml declares
 
 The stage scripts in stages/ run these same functions, so DVC and a shell do the same work.
@@ -265,6 +266,17 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
     typer.echo(f"{len(written)} figure files -> {out}")
 
 
+@app.command("plots-page")
+@one_line_errors
+def plots_page_command(out: Path = typer.Option(Path(".dvc/plots/page.html"), help=(
+                           "the HTML template to write (.dvc/config plots.html_template)"))):
+    """Write the page template `dvc plots show` uses: Vega, Vega-Lite and vega-embed
+    inline, so the data plots draw with no network."""
+    from . import plots_page
+    path = plots_page.write(out)
+    typer.echo(f"plots page template -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 @app.command("store")
 @one_line_errors
 def store_command(action: str = typer.Argument(..., help="gc: drop unreferenced cells"),
@@ -333,15 +345,26 @@ def _dvc_yaml_for(params: Path) -> Path | None:
     return None
 
 
+STAMP = "params.yaml passed the schema and the pre-flight checks (landscape-taxonomy " \
+        "check-params)\n"
+
+
 @app.command("check-params")
 @one_line_errors
-def check_params_command(params: Path = typer.Argument(Path("params.yaml"))):
+def check_params_command(params: Path = typer.Argument(Path("params.yaml")),
+                         stamp: Path = typer.Option(None, help=(
+                             "write this file once every check passed: the pipeline's first "
+                             "stage, which the others depend on, so that a bad params.yaml "
+                             "stops dvc repro before any of them runs"))):
     """Validate a params file and print the grid it describes. With a dvc.yaml beside it
     (or in the working directory), also check that the file has every key its stages
     declare: DVC stops at a stage whose declared key is missing, though the schema would
-    take the default."""
-    from . import grid
+    take the default. Then what can be known to fail before training (preflight.py)."""
+    from . import grid, preflight
     p = load_params(params)
+    found = preflight.errors(p)
+    if found:
+        raise ConfigError(found[0])
     checked = ""
     dvc_yaml = _dvc_yaml_for(params)
     if dvc_yaml is not None:
@@ -357,7 +380,12 @@ def check_params_command(params: Path = typer.Argument(Path("params.yaml"))):
             raise ConfigError(f"{key}: missing from {params}; stage {stage} of {dvc_yaml} "
                               f"declares it, so dvc repro stops there{more}")
         checked = f"; has every key the stages of {dvc_yaml} declare"
+    for line in preflight.warnings(p):  # once every error is ruled out
+        typer.echo(line, err=True)
     n = len(grid.cells(p))
+    if stamp is not None:  # the same bytes every time: the stages after it do not rerun
+        from .io import atomic_write_text
+        atomic_write_text(stamp, STAMP)
     typer.echo(f"{params}: ok; {n} cells x {p.grid.seeds} seeds "
                f"({p.grid.load.param} x {p.grid.temperature.param}){checked}")
 

@@ -189,7 +189,9 @@ class TrainConfig(_Section):
     momentum: float = _f(0.9, "a number in [0, 1)", ge=0, lt=1)
     batch_size: int = _f(32, "an integer >= 1", ge=1)
     weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
-    max_epochs: int = _f(40, "an integer >= 1", ge=1)
+    # a bound, so that a slip (an extra zero or ten) cannot start a run of days; the
+    # paper trains 150-200 epochs
+    max_epochs: int = _f(40, "an integer in [1, 10000]", ge=1, le=10_000)
     stop_tol: float = _f(1e-4, "a number >= 0", ge=0)
     stop_patience: int = _f(5, "an integer >= 1", ge=1)
     lr_schedule: Literal["constant", "step"] = _f("constant", "constant or step")
@@ -491,6 +493,16 @@ def read_yaml(path: str | Path):
 
 
 def parse_params(raw: dict) -> Params:
+    # an empty section means its defaults, but not for the grid: `grid:` left empty would
+    # train the default 35-cell grid when the user meant some other
+    if isinstance(raw, dict) and "grid" in raw:
+        grid = raw["grid"]
+        if grid is None:
+            raise ConfigError("grid: is empty; give load, temperature and seeds (an empty "
+                              "grid: is not read as the default grid)")
+        for axis in ("load", "temperature"):
+            if isinstance(grid, dict) and axis in grid and grid[axis] is None:
+                raise ConfigError(f"grid.{axis}: is empty; give param and values")
     return _validate(Params, raw)
 
 

@@ -30,7 +30,9 @@ from .phases import PHASES
 
 B = 1000  # bootstrap resamples
 SEED = 0
-HOLDS, FAILS, UNTESTABLE = "holds", "fails", "not testable here"
+HOLDS = "holds"
+FAILS = "fails"
+UNTESTABLE = "not testable here"
 SHARP = ("I", "II")
 FLAT = ("III", "IV-A", "IV-B")
 
@@ -111,12 +113,15 @@ def _axis(t: pd.DataFrame, which: str) -> str:
 
 
 def cell_table(metrics: pd.DataFrame, phases: pd.DataFrame) -> pd.DataFrame:
-    """The metrics with each cell's phase, its grid position (load rank `li`, temperature
-    rank `ti` counted from the coldest) and its test accuracy's standard error `acc_se`
+    """The metrics with each cell's phase, its grid position (load rank `li` from the least
+    load, temperature rank `ti` from the coldest) and its test accuracy's standard error `acc_se`
     (seeds' spread and the binomial test-set part; NaN when the table has neither)."""
     keep = [c for c in ("load", "temperature", "phase", "boundary") if c in phases]
     t = metrics.merge(phases[keep], on=["load", "temperature"], how="inner").copy()
-    t["li"] = t["load"].rank(method="dense").astype(int) - 1
+    # load grows with width and data; label noise lowers it (clean labels are the load
+    # label quality carries, Fig. 8): `li` counts from the least load
+    sign = -1 if _axis(t, "load") == "noise" else 1
+    t["li"] = (sign * t["load"]).rank(method="dense").astype(int) - 1
     hot = _hotter(t)
     t["ti"] = (hot * t["temperature"]).rank(method="dense").astype(int) - 1
     var = pd.Series(np.nan, index=t.index)
@@ -487,7 +492,8 @@ def f9_clean_labels_connect(t: pd.DataFrame, th: dict) -> dict:
 # F10 ------------------------------------------------------------------------------------
 
 SIGNS = {"cka": 1, "mc": 1, "hessian_top": -1, "hessian_trace": -1, "train_loss": -1, "l2": 1}
-GLOBAL, LOCAL = ("cka", "mc"), ("hessian_top", "hessian_trace")
+GLOBAL = ("cka", "mc")
+LOCAL = ("hessian_top", "hessian_trace")
 
 
 def f10_global_beats_local(t: pd.DataFrame, th: dict) -> dict:

@@ -101,6 +101,27 @@ def check_subsets(p: Params, prep: data_mod.Prepared) -> None:
                           f"subset must be >= {least:g}")
 
 
+def check_batch_sizes(p: Params, prep: data_mod.Prepared, stage: str = "train",
+                      subsets=None) -> None:
+    """Before any work: no batch larger than the training set it is drawn from (a slip, or
+    a grid meant for another dataset; the whole set is one batch at most). `stage`: the
+    training batches (train, over the grid's cells) or the curves' (metrics, over the
+    `subsets` of the trained cells), each checked by the stage that reads it."""
+    if stage == "train":
+        key = ("grid.temperature.values: batch_size"
+               if p.grid.temperature.param == "batch_size" else "train.batch_size:")
+        pairs = [(c.subset, c.batch_size) for c in grid.cells(p)]
+    else:
+        key = "metrics.curve.batch_size:"
+        pairs = [(s, p.metrics.curve.batch_size) for s in subsets]
+    for subset, b in pairs:
+        n = data_mod.subset_size(prep.n_train, subset)
+        if b > n:
+            raise ConfigError(f"{key} {b} is larger than the {n} training samples a cell of "
+                              f"this grid trains on (subset {number_text(subset)} of "
+                              f"{prep.n_train}); at most {n}, the whole set")
+
+
 def train_cell(**kw):
     """train.train_cell, imported when a cell is trained (a name here, so tests can swap it)."""
     from .train import train_cell as run
@@ -251,6 +272,7 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
     store.check([prepared_dir, out_dir])
     prep = _prepared(str(prepared_dir))
     check_subsets(p, prep)  # from the manifest: no tensors loaded here
+    check_batch_sizes(p, prep)
     entries, tasks = [], []
     for cell in grid.cells(p):
         key = train_key(p, cell, prep)
@@ -359,6 +381,8 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
     store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv,
                  *([density_csv] if density_csv is not None else [])])
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
+    check_batch_sizes(p, _prepared(str(prepared_dir)), "metrics",
+                      sorted({float(e["subset"]) for e in index}))
     m = as_dict(p.metrics)
     keys, tasks = [], []
     for e in index:

@@ -1,8 +1,9 @@
 """Altair charts of the grid: the phase map (the paper's Fig. 2a), one heatmap per metric,
 and the mode-connectivity curves. Each is saved as PNG and SVG (vl-convert, no browser).
 
-Cells are drawn as rectangles whose edges sit halfway between neighbouring grid values,
-on a log axis when the axis values are positive and span more than a factor of 3.
+Cells are drawn as equal rectangles on ordinal axes in numeric order, labelled with the
+grid's values; lines (accuracy along an axis) use a log axis when the values are positive
+and span more than a factor of 3.
 """
 
 from __future__ import annotations
@@ -18,15 +19,19 @@ import pandas as pd
 PHASE_COLORS = {"I": "#d62728", "II": "#ff7f0e", "III": "#9467bd", "IV-A": "#1f77b4",
                 "IV-B": "#2ca02c", "diverged": "#444444", "undetermined": "#bbbbbb"}
 
-# column -> (title, transform, color scheme, diverging)
+# column -> (title, transform, colour scale). Quantities with a natural range get it as a
+# fixed domain, so two experiments' figures compare by eye; mc diverges about 0 (red: a
+# barrier), on a symlog scale so that a 1-point barrier shows beside a 50-point one.
 HEATMAPS = {
-    "train_loss": ("train loss (log10)", np.log10, "viridis", False),
-    "test_acc": ("test accuracy", None, "viridis", False),
-    "hessian_top": ("Hessian top eigenvalue (log10)", np.log10, "magma", False),
-    "hessian_trace": ("Hessian trace (log10)", np.log10, "magma", False),
-    "mc": ("mode connectivity mc (% train error)", None, "redblue", True),
-    "cka": ("CKA similarity", None, "viridis", False),
-    "l2": ("L2 distance", None, "viridis", False),
+    "train_loss": ("train loss (log10)", np.log10, {"scheme": "viridis"}),
+    "test_acc": ("test accuracy", None, {"scheme": "viridis", "domain": [0, 1]}),
+    "hessian_top": ("Hessian top eigenvalue λmax (log10)", np.log10, {"scheme": "magma"}),
+    "hessian_trace": ("Hessian trace (log10)", np.log10, {"scheme": "magma"}),
+    "mc": ("mode connectivity mc (% train error)", None,
+           {"scheme": "redblue", "type": "symlog", "constant": 1, "domain": [-100, 100],
+            "domainMid": 0}),
+    "cka": ("CKA similarity", None, {"scheme": "viridis", "domain": [0, 1]}),
+    "l2": ("L2 distance", None, {"scheme": "viridis", "zero": False}),
 }
 
 
@@ -35,49 +40,38 @@ def _use_log(values) -> bool:
     return v[0] > 0 and v[-1] / v[0] > 3
 
 
-def _edges(values, log: bool):
-    """value -> (low, high) edges halfway (geometrically if log) between neighbours."""
-    v = sorted(set(float(x) for x in values))
-    f = (lambda a: np.log(a)) if log else (lambda a: a)
-    g = (lambda a: float(np.exp(a))) if log else float
-    if len(v) == 1:
-        return {v[0]: (v[0] / 2, v[0] * 2) if log else (v[0] - 0.5, v[0] + 0.5)}
-    mids = [g((f(a) + f(b)) / 2) for a, b in zip(v, v[1:])]
-    lo = [g(2 * f(v[0]) - f(mids[0]))] + mids
-    hi = mids + [g(2 * f(v[-1]) - f(mids[-1]))]
-    return {x: (a, b) for x, a, b in zip(v, lo, hi)}
-
-
-def _with_edges(df: pd.DataFrame) -> tuple[pd.DataFrame, bool, bool]:
-    df = df.copy()
-    xlog, ylog = _use_log(df["temperature"]), _use_log(df["load"])
-    ex, ey = _edges(df["temperature"], xlog), _edges(df["load"], ylog)
-    df["x0"] = [ex[float(t)][0] for t in df["temperature"]]
-    df["x1"] = [ex[float(t)][1] for t in df["temperature"]]
-    df["y0"] = [ey[float(v)][0] for v in df["load"]]
-    df["y1"] = [ey[float(v)][1] for v in df["load"]]
-    return df, xlog, ylog
-
-
 def _axis_names(df: pd.DataFrame) -> tuple[str, str]:
     tname = str(df["temperature_param"].iloc[0]) if "temperature_param" in df else "temperature"
     lname = str(df["load_param"].iloc[0]) if "load_param" in df else "load"
     return tname, lname
 
 
-def _grid_chart(df: pd.DataFrame, color: alt.Color, title: str, tooltip) -> alt.Chart:
-    df, xlog, ylog = _with_edges(df)
+def _grid_chart(df: pd.DataFrame, color: alt.Color, title: str, tooltip,
+                boundary: bool = False) -> alt.Chart:
+    """Cells of equal size on ordinal axes in numeric order (the grid's values spaced
+    unevenly on a log axis would draw some columns wider than others), labelled with the
+    parameter values; `boundary` outlines the cells flagged so in black."""
     tname, lname = _axis_names(df)
-    xs = alt.Scale(type="log" if xlog else "linear", nice=False, zero=False)
-    ys = alt.Scale(type="log" if ylog else "linear", nice=False, zero=False)
-    # Ticks at the grid's own values: a log axis's default ticks fall between them.
-    xa = alt.Axis(values=sorted(set(map(float, df["temperature"]))), format="~g")
-    ya = alt.Axis(values=sorted(set(map(float, df["load"]))), format="~g")
-    return alt.Chart(df, title=title).mark_rect(stroke="white", strokeWidth=0.5).encode(
-        x=alt.X("x0:Q", scale=xs, axis=xa, title=f"{tname} (temperature)"), x2="x1:Q",
-        y=alt.Y("y0:Q", scale=ys, axis=ya, title=f"{lname} (load)"), y2="y1:Q",
-        color=color, tooltip=tooltip,
-    ).properties(width=360, height=300)
+    df = df.copy()
+    for c in ("load", "temperature"):
+        df[c] = df[c].astype(float)
+    x = alt.X("temperature:O", sort="ascending", title=f"{tname} (temperature)",
+              axis=alt.Axis(labelAngle=-45, labelExpr=_number_label))
+    y = alt.Y("load:O", sort="descending", title=f"{lname} (load)",
+              axis=alt.Axis(labelExpr=_number_label))
+    cells = alt.Chart(df).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        x=x, y=y, color=color, tooltip=tooltip)
+    if boundary and "boundary" in df.columns:
+        flagged = df[df["boundary"].astype(str).str.lower() == "true"]
+        # drawn over every cell, so a neighbour's white edge does not hide the outline
+        cells += alt.Chart(flagged).mark_rect(fill=None, stroke="black", strokeWidth=2.5,
+                                              strokeJoin="miter").encode(x=x, y=y)
+    return cells.properties(title=title, width={"step": 48}, height={"step": 48})
+
+
+# ordinal labels of numbers: 2 not 2.0, 0.00001 as 1e-5
+_number_label = ("abs(datum.value) < 0.001 && datum.value != 0 ? format(datum.value, '.0e') "
+                 ": format(datum.value, '~g')")
 
 
 def phase_map(phases: pd.DataFrame) -> alt.Chart:
@@ -87,11 +81,12 @@ def phase_map(phases: pd.DataFrame) -> alt.Chart:
                       sort=present)
     tips = [c for c in ("load", "temperature", "phase", "test_acc", "phase_margin", "boundary")
             if c in phases.columns]
-    return _grid_chart(phases, color, "Phase diagram", tips)
+    return _grid_chart(phases, color, "Phase diagram (outlined: within one spread of a "
+                       "threshold)", tips, boundary=True)
 
 
 def metric_heatmap(metrics: pd.DataFrame, column: str) -> alt.Chart:
-    title, fn, scheme, diverging = HEATMAPS[column]
+    title, fn, scale = HEATMAPS[column]
     df = metrics.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         vals = df[column].astype(float)
@@ -101,28 +96,34 @@ def metric_heatmap(metrics: pd.DataFrame, column: str) -> alt.Chart:
         return alt.Chart(pd.DataFrame({"note": [f"no finite {column} in this grid"]}),
                          title=title).mark_text(size=14).encode(text="note:N").properties(
             width=360, height=300)
-    if diverging:
-        span = float(np.nanmax(np.abs(df["value"]))) if len(df) else 1.0
-        span = span if span > 0 else 1.0
-        scale = alt.Scale(scheme=scheme, domain=[-span, span], domainMid=0, reverse=True)
-    else:
-        scale = alt.Scale(scheme=scheme)
     std = f"{column}_std"
     tips = ["load", "temperature", alt.Tooltip(f"{column}:Q", format=".4g")]
     if std in df.columns:
         tips.append(alt.Tooltip(f"{std}:Q", format=".3g"))
-    return _grid_chart(df, alt.Color("value:Q", scale=scale, title=column), title, tips)
+    legend = title.split(" (")[0] if fn is None else title
+    return _grid_chart(df, alt.Color("value:Q", scale=alt.Scale(**scale), title=legend),
+                       title, tips)
 
 
 def curve_chart(curves: pd.DataFrame) -> alt.Chart:
-    """Training error along each cell's curve (solid) and straight line (dashed)."""
-    return alt.Chart(curves, title="Mode connectivity: training error along the path").mark_line(
-        point=True).encode(
-        x=alt.X("t:Q", title="t"), y=alt.Y("train_error:Q", title="train error (%)"),
-        color=alt.Color("load:O", title="load"), strokeDash=alt.StrokeDash("path:N"),
+    """Training error along each cell's curve (solid) and straight line (dashed), a panel
+    per temperature in numeric order, in one row (no empty panels)."""
+    temps = sorted(set(map(float, curves["temperature"])))
+    # no point markers: with them Vega-Lite draws the path legend's symbols without a stroke
+    return alt.Chart(curves).mark_line(strokeWidth=1.5).encode(
+        x=alt.X("t:Q", title="t (position on the path)"),
+        y=alt.Y("train_error:Q", title="train error (%)"),
+        color=alt.Color("load:O", title="load", sort="ascending",
+                        scale=alt.Scale(scheme="viridis")),
+        strokeDash=alt.StrokeDash("path:N", title="path", scale=alt.Scale(
+            domain=["curve", "line"], range=[[1, 0], [4, 3]]), legend=alt.Legend(
+            symbolType="stroke", symbolStrokeColor="black", symbolStrokeWidth=2,
+            labelExpr="datum.label == 'curve' ? 'trained curve' : 'straight line'")),
         detail="curve_id:N", tooltip=["cell", "pair", "path", "t", "train_error"],
-    ).properties(width=180, height=140).facet(
-        facet=alt.Facet("temperature:O", title="temperature"), columns=4)
+    ).properties(width=130, height=140).facet(
+        column=alt.Column("temperature:O", title="temperature", sort=temps,
+                          header=alt.Header(labelExpr=_number_label)),
+        title="Mode connectivity: training error along the path")
 
 
 def overview(metrics: pd.DataFrame, phases: pd.DataFrame) -> alt.Chart:
@@ -372,6 +373,18 @@ def charts(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
         yield "density", cell_density_chart(density, phases)
 
 
+# The figures in reading order, numbered so (`dvc plots show` sorts images by file name): the
+# paper's Fig. 2 at a glance, the findings, the metric heatmaps, then curves and densities.
+ORDER = ("overview", "findings", "accuracy_lines", "scatter", "phase_map", "heatmap_test_acc",
+         "heatmap_train_loss", "heatmap_hessian_top", "heatmap_hessian_trace", "heatmap_mc",
+         "heatmap_cka", "heatmap_l2", "correlations", "curves", "density")
+
+
+def filename(name: str) -> str:
+    """A figure's file name without extension: 01_overview, 05_phase_map, ..."""
+    return f"{ORDER.index(name) + 1:02d}_{name}"
+
+
 def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
                curves: pd.DataFrame | None, out_dir: Path,
                density: pd.DataFrame | None = None, found: dict | None = None) -> list[Path]:
@@ -382,5 +395,5 @@ def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
     specs = [(name, _static(chart.to_dict()))
              for name, chart in charts(metrics, phases, curves, density, found)]
     with ThreadPoolExecutor(2) as pool:
-        done = pool.map(lambda item: _write(item[1], out_dir, item[0]), specs)
+        done = pool.map(lambda item: _write(item[1], out_dir, filename(item[0])), specs)
         return [p for paths in done for p in paths]

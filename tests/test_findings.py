@@ -253,3 +253,14 @@ def test_findings_figures_of_a_published_grid(tmp_path):
     res = subprocess.run(cli + ["plot", "--metrics", str(PAPER), "--findings", str(bad),
                                 "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--findings" in res.stderr
+
+
+def test_the_report_side_never_imports_torch():
+    # classify, findings, plot and check-params read tables and params only: they start in
+    # a second, and run where torch is not installed
+    code = ("import sys\n"
+            "from landscape_taxonomy import cli, findings, phases, plots, plots_page, "
+            "preflight, report, tables, thresholds\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench_taxonomy import describe
 from common import machine
-from project import env_for, make_project, repro
+from project import commit, env_for, make_project, repro
 
 # name -> (what it is, the -S overrides of `dvc exp run`); "default" is `dvc repro`
 STUDIES = {
@@ -82,9 +82,8 @@ def main():
                                env=env_for(proj), capture_output=True, check=True)
             describe(proj)
             table[name] = verdicts(json.loads((proj / "reports/findings.json").read_text()))
-            if name == "default":
-                subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@e", "commit",
-                                "-qam", "default"], cwd=proj, env=env_for(proj), check=True)
+            if name == "default":  # the experiments start from it
+                commit(proj, "default run")
             else:
                 subprocess.run(["git", "checkout", "-q", "--", "."], cwd=proj, check=True)
                 subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=proj,

@@ -22,6 +22,7 @@ pathlib.Path("models").mkdir(exist_ok=True)
 pathlib.Path("models/index.json").write_text(json.dumps({"cells": [{"key": "t" + k}]}))
 pathlib.Path("reports/cells").mkdir(parents=True, exist_ok=True)
 pathlib.Path("reports/cells/c.json").write_text(json.dumps({"key": "m" + k, "train_key": "t" + k}))
+pathlib.Path("reports/summary.json").write_text(json.dumps({"cells": 1}))
 """
 
 DVC_YAML = """stages:
@@ -31,6 +32,10 @@ DVC_YAML = """stages:
     params:
       - gen.yaml: [key]
     outs: [models, reports/cells]
+    # as the project's summary and findings: git tracks it, the DVC cache never has it
+    metrics:
+      - reports/summary.json:
+          cache: false
 """
 
 
@@ -98,6 +103,30 @@ def test_gc_keeps_what_commits_tags_experiments_and_the_workspace_name(repo, cap
     assert cells(repo) == {p + k for p in "tm" for k in "abcd"}, out
     assert "8 cells kept, 2 removed" in out
     assert CellStore(repo / ".cells").has("train", "ta")  # what stays is intact
+
+
+def test_gc_reads_what_git_tracks_from_git(repo, capsys):
+    # a clone's DVC cache never holds a `cache: false` output (push and pull skip it): gc
+    # must not ask the cache for it, as it asked for reports/summary.json before
+    import yaml
+
+    for ref in ("main", "v-b"):
+        lock = yaml.safe_load(run(["git", "show", f"{ref}:dvc.lock"], repo).stdout)
+        (md5,) = [o["md5"] for o in lock["stages"]["cells"]["outs"]
+                  if o["path"] == "reports/summary.json"]
+        (repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).unlink(missing_ok=True)
+    out = gc(repo, False, capsys)
+    assert cells(repo) == {p + k for p in "tm" for k in "abcd"}, out
+
+
+def test_the_projects_uncached_outputs_are_known_to_gc():
+    # every `cache: false` output of the real dvc.yaml is read from git, not asked of the cache
+    from landscape_taxonomy.store_gc import uncached_outputs
+
+    real = uncached_outputs((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
+    assert {"reports/summary.json", "reports/findings.json", "reports/findings_detail.json",
+            "reports/params.ok", "reports/curves.csv"} <= real
+    assert "models" not in real and "reports/metrics.csv" not in real
 
 
 def test_gc_removes_nothing_when_a_commits_outputs_are_not_in_the_cache(repo, capsys):

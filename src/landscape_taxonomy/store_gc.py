@@ -125,9 +125,16 @@ def commit_keys(repo: Path, commit: str, cache: Path) -> set[str]:
     except subprocess.CalledProcessError:
         return set()  # a commit without a run
     found: set[str] = set()
+    try:
+        uncached = uncached_outputs(_git(repo, "show", f"{commit}:dvc.yaml"))
+    except subprocess.CalledProcessError:
+        uncached = set()
     for out in _lock_outs(_read_lock(text)):
         md5, path = out.get("md5"), out["path"]
         if not md5:
+            continue
+        if path in uncached:  # `cache: false`: git holds it, the DVC cache never will
+            found |= _git_json_keys(repo, commit, path)
             continue
         if md5.endswith(".dir"):
             listing = _cache_object(cache, md5)
@@ -145,6 +152,38 @@ def commit_keys(repo: Path, commit: str, cache: Path) -> set[str]:
                 raise _missing(commit, f"{path}/{rel}" if rel != path else path, file_md5)
             if obj.stat().st_size <= MAX_JSON:
                 found |= _json_keys(obj.read_bytes())
+    return found
+
+
+def uncached_outputs(dvc_yaml: str) -> set[str]:
+    """The outputs (outs, metrics, plots) a dvc.yaml marks `cache: false`."""
+    doc = _read_lock(dvc_yaml)
+    found = set()
+    for stage in (doc.get("stages") or {}).values() if isinstance(doc, dict) else []:
+        if not isinstance(stage, dict):
+            continue
+        for section in ("outs", "metrics", "plots"):
+            for entry in stage.get(section) or []:
+                if isinstance(entry, dict):
+                    found |= {path for path, opts in entry.items()
+                              if isinstance(opts, dict) and opts.get("cache") is False}
+    return found
+
+
+def _git_json_keys(repo: Path, commit: str, path: str) -> set[str]:
+    """Keys in a git-tracked output of a commit (a folder's JSON files included); none if
+    git does not have it."""
+    try:
+        names = _git(repo, "ls-tree", "-r", "--name-only", commit, "--", path).split()
+    except subprocess.CalledProcessError:
+        return set()
+    found: set[str] = set()
+    for name in names:
+        if name.endswith(".json"):
+            blob = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=repo,
+                                  capture_output=True).stdout
+            if len(blob) <= MAX_JSON:
+                found |= _json_keys(blob)
     return found
 
 

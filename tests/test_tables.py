@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -160,3 +161,35 @@ def test_a_figure_is_the_same_bytes_whatever_was_drawn_before(foreign, tmp_path)
     again, _ = plots.save(plots.metric_heatmap(df, "cka"), tmp_path / "c", "cka")
     assert "gradient_" in first.read_text()
     assert first.read_bytes() == again.read_bytes()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
+    folder, file = tmp_path / "adir", tmp_path / "afile"
+    folder.mkdir()
+    file.write_text("")
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    for args, line in (
+            (["classify", PAPER, "--out", folder], f"error: --out: {folder} is a folder"),
+            (["findings", PAPER, "--out", folder], f"error: --out: {folder} is a folder"),
+            (["classify", PAPER, "--out", file / "p.csv"], f"error: --out: {file} is a file"),
+            (["plot", "--metrics", PAPER, "--out", file], f"error: --out: {file} is a file"),
+            (["classify", binary, "--out", tmp_path / "p.csv"],
+             f"error: table {binary}: not a text (UTF-8) CSV file")):
+        res = cli(*args)
+        assert res.returncode == 2 and res.stderr.startswith(line), (args, res.stderr)
+        assert len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists() and list(folder.iterdir()) == []
+
+
+def test_a_table_larger_than_altairs_guard_is_drawn(tmp_path):
+    # 80 x 80 cells: over altair's 5,000-row limit for embedded data
+    n = 80
+    phases = pd.DataFrame({"load": np.repeat(np.arange(1, n + 1), n),
+                           "temperature": np.tile(np.arange(1, n + 1), n),
+                           "phase": np.resize(["I", "II", "III", "IV-A", "IV-B"], n * n)})
+    path = tmp_path / "phases.csv"
+    phases.to_csv(path, index=False)
+    res = cli("plot", "--phases", path, "--out", tmp_path / "figs")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "figs" / f"{filename('phase_map')}.png").stat().st_size > 1000

@@ -160,6 +160,10 @@ def classify_command(table: Path = typer.Argument(..., help="metrics table (CSV)
                                                "IV-B's lead over IV-A"),
                      load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Sort each cell of a metrics table into phase I, II, III, IV-A or IV-B."""
+    from .tables import check_out_file
+    for path, option in ((out, "--out"), (summary, "--summary"),
+                         (correlations, "--correlations")):
+        check_out_file(path, option)
     ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
                                     "mc_threshold": mc_threshold,
                                     "cka_threshold": cka_threshold})
@@ -205,6 +209,9 @@ def findings_command(table: Path = typer.Argument(..., help="metrics table (CSV)
     """Check the paper's findings F1-F10 on a study (ours or a published table): each with
     its statistic, a 95% interval and a verdict (holds / fails / not testable here)."""
     from . import report
+    from .tables import check_out_file
+    check_out_file(out, "--out")
+    check_out_file(detail, "--detail")
     kw = {}
     if phases is None:
         ph = load_phase_params(params, {"train_loss_threshold": train_loss_threshold,
@@ -258,8 +265,10 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
     """Phase map, one heatmap per metric, the connectivity curves and the cells' eigenvalue
     densities (PNG and SVG)."""
     from . import report
+    from .tables import check_out_dir
     if metrics is None and phases is None:
         raise ConfigError("plot: give --metrics and/or --phases")
+    check_out_dir(out)
     written = report.plot(metrics, phases, curves, out, load_col=load_col,
                           temperature_col=temperature_col, density_csv=density,
                           findings_json=findings)

@@ -392,6 +392,10 @@ def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
     (altair is not thread-safe), then compiled and rasterized two at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # altair refuses data over 5,000 rows, a guard for notebooks that embed them; these
+    # figures are files, and a grid of any size is drawn (time and file size grow with it)
+    alt.data_transformers.disable_max_rows()
+
     specs = [(name, _static(chart.to_dict()))
              for name, chart in charts(metrics, phases, curves, density, found)]
     with ThreadPoolExecutor(2) as pool:

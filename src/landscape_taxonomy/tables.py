@@ -22,6 +22,26 @@ class TableError(ValueError):
 AXES = ("load", "temperature")
 
 
+def check_out_file(path: Path | None, option: str = "--out") -> None:
+    """Before any work: an output file's path must not be a folder, nor under a file."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise TableError(f"{option}: {path} is a folder; give the path of a file to write")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise TableError(f"{option}: {parent} is a file, so {path} cannot be written")
+
+
+def check_out_dir(path: Path, option: str = "--out") -> None:
+    """Before any work: an output folder's path must not be a file."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise TableError(f"{option}: {p} is a file; give a folder for the figures")
+
+
 def read_table(path: Path, *, numeric=(), load_col: str | None = None,
                temperature_col: str | None = None, require=(),
                unique: bool = True) -> pd.DataFrame:
@@ -31,8 +51,12 @@ def read_table(path: Path, *, numeric=(), load_col: str | None = None,
     path = Path(path)
     if not path.is_file():
         raise TableError(f"table {path}: file does not exist")
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise TableError(f"table {path}: not a text (UTF-8) CSV file (byte {e.start} cannot "
+                         "be read)") from None
     if not rows or not any(c.strip() for c in rows[0]):
         raise TableError(f"table {path}: empty file (no header)")
     header = rows[0]

@@ -74,6 +74,28 @@ def test_bad_input_met_in_a_cell_is_a_user_error_and_a_bug_outranks_it(setup, mo
                               f"an illegal memory access; traceback in {logs / CELLS[3]}.log")
 
 
+def test_a_full_disk_says_so_and_where(setup, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    tmp_path, params = setup
+
+    def train_cell(**kw):  # what torch.save says when the disk fills
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(pipeline, "train_cell", train_cell)
+    code, err = train(tmp_path, params, capsys)
+    assert code == 1 and err[-1].startswith("internal error in cell")  # space left: a bug
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9, 10 ** 6))
+    code, err = train(tmp_path, params, capsys)
+    store = tmp_path / "store"
+    assert code == 2
+    assert err[-1].startswith(f"error: train-grid: cell {CELLS[0]}: no space left on device "
+                              f"under {store} (1.0 MB free): free some space, or point "
+                              "store.path at another file system")
+
+
 def test_one_failed_cell_among_finished_ones(setup, monkeypatch, capsys):
     tmp_path, params = setup
     real = pipeline.train_cell

@@ -190,8 +190,33 @@ def _guarded(fn, task):
     try:
         return {"ok": True, "result": fn(task)}
     except Exception as e:  # reported per cell; the grid goes on
+        full = _disk_full(e, getattr(task, "store", None))
+        if full:  # torch reports it as "[enforce fail at inline_container.cc…]"
+            return {"ok": False, "error": full, "type": "OSError", "message": full,
+                    "user": True, "trace": traceback.format_exc()}
         return {"ok": False, "error": f"{type(e).__name__}: {e}", "type": type(e).__name__,
                 "message": str(e), "user": _is_user_error(e), "trace": traceback.format_exc()}
+
+
+FULL_BELOW = 64 << 20  # free bytes under which a failed write is read as a full disk
+
+
+def _disk_full(e: Exception, store: str | None) -> str | None:
+    """The line for a cell that failed because the store's file system is full (ENOSPC, or
+    a failed write with almost nothing free: torch's writer says neither), else None."""
+    import errno
+    import shutil
+
+    if store is None:
+        return None
+    try:
+        free = shutil.disk_usage(store).free
+    except OSError:
+        return None
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or free < FULL_BELOW:
+        return (f"no space left on device under {store} ({free / 1e6:.1f} MB free): free "
+                "some space, or point store.path at another file system")
+    return None
 
 
 def _is_user_error(e: Exception) -> bool:

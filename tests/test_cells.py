@@ -165,6 +165,29 @@ def test_results_from_the_store_equal_a_fresh_computation(tmp_path, tiny_params)
     assert (tmp_path / "c.csv").read_text() == first
 
 
+def test_replaced_models_are_measured_again(tmp_path, tiny_params):
+    # a store cell whose model file was replaced together with its checksums: what
+    # compute-metrics reports is the new models' metrics, never the old ones'
+    from landscape_taxonomy.store import write_manifest
+
+    p = tiny(tmp_path, tiny_params, workers=1)
+    pipeline.prepare(p, tmp_path / "prepared")
+    pipeline.train(p, tmp_path / "prepared", tmp_path / "m")
+    pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "a.csv",
+                             tmp_path / "ca.csv", tmp_path / "cells_a")
+    cell = sorted(d for d in (tmp_path / "m").iterdir() if d.is_dir())[0]
+    # the second seed's model in place of the first, checksums rewritten to match
+    (cell / "seed_0.pt").write_bytes((cell / "seed_1.pt").read_bytes())
+    (cell / "checksums.json").unlink()
+    write_manifest(cell)
+    pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "b.csv",
+                             tmp_path / "cb.csv", tmp_path / "cells_b")
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    row = a["cell"] == cell.name
+    assert (a.loc[row, "cka"] != b.loc[row, "cka"]).all()  # two copies of one model now
+    assert (a.loc[~row].to_numpy() == b.loc[~row].to_numpy()).all()  # the rest reused
+
+
 def test_queued_experiments_run_and_are_listed(project):
     for noise in ("0.1", "0.2"):
         run(DVC + ["exp", "run", "--queue", "-S", f"noise={noise}"], project)

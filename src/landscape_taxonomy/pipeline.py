@@ -28,7 +28,7 @@ from .config import ConfigError, Params, as_dict
 from .data import DataError
 from .io import atomic_dir, number_text, write_csv, write_json
 from .recipe import Recipe
-from .store import CellStore, verify
+from .store import MANIFEST, CellStore, verify
 from .tasks import MetricsTask, TrainTask
 
 
@@ -346,11 +346,21 @@ def check_models(folder: Path) -> None:
                         "rerun train-grid (dvc repro -f train-grid)")
 
 
-def metrics_key(p: Params, entry: dict) -> str:
+def metrics_key(p: Params, entry: dict, models: str | None = None) -> str:
+    """`models`: the digest of the cell's model files (models_digest), so that a store
+    cell whose models were replaced, checksums and all, gets measured again rather than
+    matched to the old models' metrics: models/ and reports/ cannot disagree."""
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
                        device_type(p.train.device), p.train.vectorize, threads_key(p),
-                       kernels_key(p))
+                       kernels_key(p), *([models] if models is not None else []))
+
+
+def models_digest(folder: Path) -> str:
+    """sha256 of a train cell folder's checksums.json: each model file's bytes, in one."""
+    import hashlib
+
+    return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -386,10 +396,10 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
     m = as_dict(p.metrics)
     keys, tasks = [], []
     for e in index:
-        key = metrics_key(p, e)
+        check_models(Path(models_dir) / e["cell_id"])  # then its digest is its models'
+        key = metrics_key(p, e, models_digest(Path(models_dir) / e["cell_id"]))
         keys.append(key)
         if not store.has("metrics", key, e["cell_id"]):  # verifies its checksums
-            check_models(Path(models_dir) / e["cell_id"])
             tasks.append(MetricsTask(
                 key=key, cell_id=e["cell_id"], store=str(store.root),
                 on_corrupt=p.store.on_corrupt, prepared=str(prepared_dir),

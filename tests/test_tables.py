@@ -193,3 +193,31 @@ def test_a_table_larger_than_altairs_guard_is_drawn(tmp_path):
     res = cli("plot", "--phases", path, "--out", tmp_path / "figs")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "figs" / f"{filename('phase_map')}.png").stat().st_size > 1000
+
+
+def test_a_bug_of_ours_is_an_internal_error_with_its_traceback_kept(tmp_path, monkeypatch):
+    # a numpy-style ValueError from deep in our code is not the user's bad input
+    from typer.testing import CliRunner
+
+    from landscape_taxonomy import cli as cli_mod
+    from landscape_taxonomy import phases
+
+    def summarize(*a, **k):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(phases, "summarize", summarize)
+    res = CliRunner().invoke(cli_mod.app, ["classify", str(PAPER), "--out",
+                                           str(tmp_path / "p.csv")])
+    assert res.exit_code == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("internal error: ValueError: operands could not be broadcast "
+                           "together with shapes (3,) (4,); traceback in ")
+    log = Path(line.rsplit("traceback in ", 1)[1])
+    assert "Traceback (most recent call last)" in log.read_text() and "summarize" in \
+        log.read_text()
+    assert not (tmp_path / "p.csv").exists()
+    # while a table the user got wrong stays their error: one line, exit 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("load,temperature,train_loss\n1,16,0.5\n")
+    res = CliRunner().invoke(cli_mod.app, ["classify", str(bad)])
+    assert res.exit_code == 2 and res.stderr == f"error: table {bad}: missing column(s) mc, cka\n"

@@ -51,17 +51,42 @@ def one_line_errors(fn):
             if pipeline is not None and isinstance(e, pipeline.CellsFailed):
                 typer.echo(str(e) if e.internal else f"error: {e}", err=True)
                 _exit(e.exit_code)
-            if not isinstance(e, _user_errors()):
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
+            if not isinstance(e, _user_errors()):  # a bug of ours: say so, keep the trace
+                typer.echo(_internal(e), err=True)
+                _exit(1)
             typer.echo(f"error: {e}", err=True)
             _exit(2)
     return wrapper
 
 
+def _internal(e: BaseException) -> str:
+    """The line for an error of our code: its type and message, and the log file that keeps
+    its traceback (the temporary folder: a command may run where nothing else is writable)."""
+    import tempfile
+    import time
+    import traceback
+
+    folder = Path(tempfile.gettempdir()) / "landscape-taxonomy"
+    text = "".join(traceback.format_exception(e))
+    try:
+        folder.mkdir(exist_ok=True)
+        log = folder / f"internal-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        log.write_text(f"{' '.join(sys.argv)}\n{text}")
+        where = f"traceback in {log}"
+    except OSError:
+        sys.stderr.write(text)
+        where = "traceback above"
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"internal error: {type(e).__name__}: {first}; {where}"
+
+
 def _user_errors() -> tuple:
-    """The user-error classes, of the modules loaded so far (one not loaded raised none; not
-    importing them keeps a bad params file from loading torch just to report it)."""
-    found = [ConfigError, FileNotFoundError, ValueError]
+    """The user-error classes (bad params, data or tables), of the modules loaded so far
+    (one not loaded raised none; not importing them keeps a bad params file from loading
+    torch just to report it). Anything else is a bug of ours."""
+    found = [ConfigError]
     for module, name in (("data", "DataError"), ("tables", "TableError")):
         loaded = sys.modules.get(f"{__package__}.{module}")
         if loaded is not None:

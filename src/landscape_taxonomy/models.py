@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ConfigError
+
 
 class BasicBlock(nn.Module):
     conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # conv -> bn in forward (metrics/fold.py)
@@ -99,7 +101,7 @@ def build_model(arch: str, width: int, input_shape, n_classes: int, seed: int) -
         return SmallCNN(width, c, n_classes, one_d=h == 1)
     if arch == "mlp":
         return MLP(width, c * h * w, n_classes)
-    raise ValueError(f"model.arch: must be one of cnn, resnet18, mlp, got {arch!r}")
+    raise ConfigError(f"model.arch: must be one of cnn, resnet18, mlp, got {arch!r}")
 
 
 def has_batchnorm(model: nn.Module) -> bool:

@@ -19,6 +19,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .tables import TableError
+
 PHASES = ("I", "II", "III", "IV-A", "IV-B")
 STATES = ("diverged", "undetermined")
 REQUIRED = ("load", "temperature", "train_loss", "mc", "cka")
@@ -60,7 +62,7 @@ def classify(table: pd.DataFrame, *, train_loss_threshold: float, mc_threshold: 
     """phases.csv: load, temperature, phase, phase_margin, boundary, plus context columns."""
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
-        raise ValueError(f"metrics table: missing column(s) {', '.join(missing)}; "
+        raise TableError(f"metrics table: missing column(s) {', '.join(missing)}; "
                          f"needs {', '.join(REQUIRED)}")
     th = {"train_loss_threshold": train_loss_threshold, "mc_threshold": mc_threshold,
           "cka_threshold": cka_threshold}

@@ -181,6 +181,9 @@ _PREPARED: dict[str, tuple[str, data_mod.Prepared]] = {}
 
 def _prepared(folder: str) -> data_mod.Prepared:
     """The prepared data, loaded once per worker process (again if the folder was rewritten)."""
+    if not (Path(folder) / "manifest.json").is_file():
+        raise DataError(f"{folder}: no prepared data here (no manifest.json); prepare it "
+                        "first (landscape-taxonomy prepare, or dvc repro)")
     stamp = (Path(folder) / "manifest.json").read_text()
     if folder not in _PREPARED or _PREPARED[folder][0] != stamp:
         _PREPARED[folder] = (stamp, data_mod.Prepared(folder))
@@ -390,6 +393,9 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
     store = CellStore(p.store.path, p.store.on_corrupt)
     store.check([prepared_dir, models_dir, cells_dir, metrics_csv, curves_csv,
                  *([density_csv] if density_csv is not None else [])])
+    if not (Path(models_dir) / "index.json").is_file():
+        raise DataError(f"{models_dir}: no trained grid here (no index.json); train it first "
+                        "(landscape-taxonomy train, or dvc repro)")
     index = json.loads((Path(models_dir) / "index.json").read_text())["cells"]
     check_batch_sizes(p, _prepared(str(prepared_dir)), "metrics",
                       sorted({float(e["subset"]) for e in index}))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import phases, tables, thresholds
+from .config import ConfigError
 from .io import write_csv, write_json
 
 CONTRACT = ["load", "temperature", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -104,13 +105,13 @@ def findings(metrics_csv: Path, out_json: Path, detail_json: Path | None, *,
     axes = {"load_col": load_col, "temperature_col": temperature_col}
     if phases_csv is not None:
         if summary_json is None:
-            raise ValueError("findings: --phases needs --summary too (the thresholds the "
+            raise ConfigError("findings: --phases needs --summary too (the thresholds the "
                              "phases were sorted with)")
         table = read_table(metrics_csv, require=phases.REQUIRED, **axes)
         result = read_table(phases_csv, require=("load", "temperature", "phase"), **axes)
         entries = thresholds.read_file(summary_json, "--summary")
         if entries.get("train_loss", (None,))[0] is None:
-            raise ValueError(f"--summary: {summary_json} has no train_loss threshold (a "
+            raise ConfigError(f"--summary: {summary_json} has no train_loss threshold (a "
                              "summary.json classify wrote has it)")
         summary = json.loads(Path(summary_json).read_text())
     else:
@@ -176,7 +177,7 @@ def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | N
         try:
             found = json.loads(Path(findings_json).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"--findings: {findings_json}: cannot be read as JSON ({e})") \
+            raise ConfigError(f"--findings: {findings_json}: cannot be read as JSON ({e})") \
                 from None
     return plots.render_all(opt(metrics_csv, **axes), opt(phases_csv, **axes),
                             rows(curves_csv), Path(out_dir), rows(density_csv), found)

@@ -96,7 +96,7 @@ def auto_train_loss(table: pd.DataFrame) -> Threshold:
     loss = _finite(table["train_loss"])
     loss = loss[loss > 0]
     if loss.nunique() < MIN_SPLIT:
-        raise ValueError(f"phase.train_loss_threshold: auto needs at least {MIN_SPLIT} cells "
+        raise ConfigError(f"phase.train_loss_threshold: auto needs at least {MIN_SPLIT} cells "
                          f"with distinct positive train_loss, got {loss.nunique()}; give a number")
     cut, d = two_group_split(np.log10(loss))
     fold = 10 ** (d["high_mean"] - d["low_mean"])
@@ -133,7 +133,7 @@ def auto_mc(table: pd.DataFrame, train_loss_threshold: float) -> Threshold:
                              {"median_mc_std": sigma, "cells": int(ok.sum()), **fallback})
     depth = _finite(-pd.to_numeric(table.loc[flat, "mc"], errors="coerce")).clip(lower=0)
     if depth.nunique() < MIN_SPLIT:
-        raise ValueError("phase.mc_threshold: auto needs an mc_std column (mc's spread over "
+        raise ConfigError("phase.mc_threshold: auto needs an mc_std column (mc's spread over "
                          f"seed pairs) or at least {MIN_SPLIT} flat cells with distinct mc; "
                          "give a number")
     cut, d = two_group_split(np.log1p(depth))

@@ -44,6 +44,20 @@ TINY_OVERRIDES = {
 }
 
 
+def pytest_collection_modifyitems(config, items):
+    """`requires_gpu` tests run where torch sees a CUDA GPU and are skipped elsewhere (they
+    stay in the suite, and run on the first machine that has one)."""
+    if not any("requires_gpu" in item.keywords for item in items):
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="requires_gpu: torch sees no CUDA GPU here")
+    for item in items:
+        if "requires_gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def shipped_params_text() -> str:
     """params.yaml as committed, not as the workspace holds it: `dvc exp run` and `dvc exp
     apply` write their params there, and the tests must not depend on the last experiment.

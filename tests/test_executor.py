@@ -173,3 +173,30 @@ def test_allocator_setting_keeps_large_blocks_off_mmap_and_keeps_results():
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["True", "True"]  # mmap'd before, from the heap after
+
+
+def test_tasks_carry_absolute_paths(tmp_path, tiny_params, prepared, monkeypatch):
+    # a Ray worker may start in another working directory: relative paths would not resolve
+    import shutil
+    from pathlib import Path
+
+    from landscape_taxonomy import pipeline
+    from landscape_taxonomy.config import parse_params
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(prepared, "prepared")
+    p = parse_params({**tiny_params, "store": {"path": "store"}})
+    seen = []
+
+    class Planned(Exception):
+        pass
+
+    def run(fn, tasks, *a, **k):  # the tasks as the executor would get them, then stop
+        seen.extend(tasks)
+        raise Planned
+
+    monkeypatch.setattr(pipeline, "_run", run)
+    with pytest.raises(Planned):
+        pipeline.train(p, Path("prepared"), Path("models"))
+    assert seen and all(Path(t.store).is_absolute() and Path(t.prepared).is_absolute()
+                        for t in seen)

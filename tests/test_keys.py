@@ -143,3 +143,46 @@ def test_the_thread_count_is_in_the_key_and_pinned_wherever_the_cell_runs(
         torch.set_num_threads(old)
     assert models[2] == models[1]
     assert b'"torch_threads": 1' in models[1]["width=2__batch_size=64/info.json"]
+
+
+# -- what the code hash reads ------------------------------------------------------------
+
+def test_a_docstring_or_comment_edit_keeps_every_key_and_a_token_changes_it(tmp_path):
+    from landscape_taxonomy import deps
+
+    src = deps.package().root
+    pkg = tmp_path / "landscape_taxonomy"
+    import shutil
+    shutil.copytree(src, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def key():
+        return deps.Package(pkg).code_hash([deps.parse_entry(e) for e in grid.TRAIN_CODE],
+                                           exclude=grid.NO_NUMBERS)
+
+    before = key()
+    recipe = pkg / "recipe.py"
+    text = recipe.read_text()
+    doc = '    """The one divergence rule, for every training path:'
+    line = "    r.diverged = not kept < chance"
+    assert doc in text and line in text  # settle_divergence, which every trainer runs
+    # its docstring reworded, a comment and a blank line added: the same key
+    recipe.write_text(text.replace(doc, '    """One rule for divergence, on every path:')
+                      .replace(line, "\n    # a comment\n" + line))
+    assert key() == before
+    # one token changed: another key
+    recipe.write_text(text.replace(line, "    r.diverged = not kept <= chance"))
+    assert key() != before
+
+
+def test_the_libraries_are_in_both_keys(tiny_params, tmp_path, prepared, monkeypatch):
+    import importlib.metadata as md
+
+    p = params(tiny_params, tmp_path / "a", {"param": "width", "values": [2]},
+               {"param": "batch_size", "values": [64]})
+    (cell,) = grid.cells(p)
+    prep = pipeline._prepared(str(prepared))
+    train, metrics = pipeline.train_key(p, cell, prep), pipeline.metrics_key(p, {"key": "k"})
+    real = md.version
+    monkeypatch.setattr(md, "version", lambda d: "0.0.1" if d == "torch" else real(d))
+    assert pipeline.train_key(p, cell, prep) != train
+    assert pipeline.metrics_key(p, {"key": "k"}) != metrics

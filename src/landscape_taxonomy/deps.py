@@ -270,7 +270,7 @@ class Package:
             m = self.modules[mod]
             for stmt in m.symbols.get(name, []):
                 h.update(f"{mod}:{name}\0".encode())
-                h.update(_source(m, stmt).encode() + b"\0")
+                h.update(_normalized(stmt).encode() + b"\0")
         return h.hexdigest()[:12]
 
 
@@ -287,11 +287,20 @@ def _module_level(tree: ast.Module):
             todo += stmt.body
 
 
-def _source(m: Module, stmt: ast.stmt) -> str:
-    """The exact source lines of a statement, its decorators included."""
-    first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
-    lines = m.source.splitlines()[first - 1:stmt.end_lineno]
-    return "\n".join(lines)
+def _normalized(stmt: ast.stmt) -> str:
+    """What a statement computes, for the code hash: its syntax tree without docstrings
+    (comments and layout are not in it), so that an edit to either keeps every key while
+    a changed token changes it."""
+    import copy
+
+    tree = copy.deepcopy(stmt)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and body \
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
 def parse_entry(entry: str) -> Ref:

@@ -163,6 +163,28 @@ def threads_key(p: Params):
     return cell_threads(p) if device_type(p.train.device) == "cpu" else None
 
 
+def runtime_key(p: Params) -> dict:
+    """The libraries a cell's numbers depend on, and on a GPU which GPU and its math
+    settings: in both keys, so a shared store never hands a cell computed under other
+    libraries to a run that would compute other numbers. Read without importing torch
+    on CPU (the metrics stage process never does)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("torch", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "unknown"
+    if device_type(p.train.device) == "cuda":
+        import torch
+        out.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                   gpus=sorted({torch.cuda.get_device_name(i)
+                                for i in range(torch.cuda.device_count())}),
+                   math="deterministic, no TF32")  # train.deterministic_cuda
+    return out
+
+
 def kernels_key(p: Params):
     """Likewise the CPU kernels (kernels.py): AVX2 and AVX-512 sum in other orders."""
     return kernels.tag(p.train.cpu_kernels) if device_type(p.train.device) == "cpu" else None
@@ -173,7 +195,7 @@ def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:
     return grid.digest("train", cell.train_config(), asdict(recipe_of(p, cell)),
                        prepared.checksum(cell.noise, cell.subset),
                        grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize,
-                       threads_key(p), kernels_key(p))
+                       threads_key(p), kernels_key(p), runtime_key(p))
 
 
 _PREPARED: dict[str, tuple[str, data_mod.Prepared]] = {}
@@ -282,8 +304,9 @@ def train(p: Params, prepared_dir: Path, out_dir: Path) -> list[dict]:
         entries.append({"cell_id": cell.cell_id, "key": key, **asdict(cell)})
         if not store.has("train", key, cell.cell_id):  # verifies its checksums
             tasks.append(TrainTask(
-                key=key, cell_id=cell.cell_id, store=str(store.root),
-                on_corrupt=p.store.on_corrupt, prepared=str(prepared_dir),
+                # absolute paths: a Ray worker may run in another working directory
+                key=key, cell_id=cell.cell_id, store=str(store.root.resolve()),
+                on_corrupt=p.store.on_corrupt, prepared=str(Path(prepared_dir).resolve()),
                 device=p.train.device, vectorize=p.train.vectorize, threads=cell_threads(p),
                 kernels=kernels_key(p), cell=cell.train_config(),
                 recipe=asdict(recipe_of(p, cell))))
@@ -356,7 +379,7 @@ def metrics_key(p: Params, entry: dict, models: str | None = None) -> str:
     m = as_dict(p.metrics)
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
                        device_type(p.train.device), p.train.vectorize, threads_key(p),
-                       kernels_key(p), *([models] if models is not None else []))
+                       kernels_key(p), runtime_key(p), *([models] if models is not None else []))
 
 
 def models_digest(folder: Path) -> str:
@@ -407,10 +430,11 @@ def compute_metrics(p: Params, prepared_dir: Path, models_dir: Path, metrics_csv
         keys.append(key)
         if not store.has("metrics", key, e["cell_id"]):  # verifies its checksums
             tasks.append(MetricsTask(
-                key=key, cell_id=e["cell_id"], store=str(store.root),
-                on_corrupt=p.store.on_corrupt, prepared=str(prepared_dir),
+                key=key, cell_id=e["cell_id"], store=str(store.root.resolve()),
+                on_corrupt=p.store.on_corrupt, prepared=str(Path(prepared_dir).resolve()),
                 device=p.train.device, vectorize=p.train.vectorize, threads=cell_threads(p),
-                kernels=kernels_key(p), models=str(Path(models_dir) / e["cell_id"]), seed=p.seed,
+                kernels=kernels_key(p), models=str((Path(models_dir) / e["cell_id"]).resolve()),
+                seed=p.seed,
                 hessian=m["hessian"], curve=m["curve"], cka=m["cka"]))
     _run(metrics_task, tasks, p, "compute-metrics", len(index), "metrics")
 

@@ -21,10 +21,28 @@ __all__ = ["Recipe", "TrainResult", "resolve_device", "train_model", "train_cell
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device: cuda was asked for but torch sees no CUDA device")
+    if device == "cuda":
+        deterministic_cuda()
     return torch.device(device)
+
+
+def deterministic_cuda() -> None:
+    """The same params and seed give the same bytes on one GPU, as on CPU: cuDNN picks
+    deterministic kernels and does not benchmark, TF32 is off (it rounds float32 matmuls
+    to 10 bits), and cuBLAS gets the fixed workspace its deterministic mode needs. Set in
+    the process that computes, before its first CUDA call; the cell keys record it
+    (pipeline.runtime_key)."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def snapshot(model: torch.nn.Module) -> dict:

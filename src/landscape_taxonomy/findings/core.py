@@ -81,6 +81,30 @@ def _result(claim: str, rule: str, verdict: str, headline: str, stats: dict, *,
     return {**out, **extra}
 
 
+def _meets(value, threshold: float, sign: int) -> bool:
+    """sign +1: at least the threshold (above it when that is 0); -1: below it."""
+    if value is None or not np.isfinite(value):
+        return False
+    if sign > 0:
+        return value > threshold if threshold == 0 else value >= threshold
+    return value < threshold
+
+
+def _verdict(*checks) -> tuple[bool, bool]:
+    """(holds, confident) for a rule that needs every check, each (value, its 95% interval,
+    threshold, sign as in _meets): it holds when every value meets its threshold, and is
+    confident when the interval's unfavourable end does too; a failing rule is confident
+    when some check fails even at its favourable end."""
+    ok = all(_meets(v, th, sign) for v, _, th, sign in checks)
+    if ok:
+        sure = all(_meets(ci[0] if sign > 0 else ci[1], th, sign)
+                   for _, ci, th, sign in checks)
+    else:
+        sure = any(ci[0] is not None and not _meets(ci[1] if sign > 0 else ci[0], th, sign)
+                   for _, ci, th, sign in checks)
+    return ok, sure
+
+
 def _untestable(claim: str, rule: str, headline: str, reason: str) -> dict:
     return _result(claim, rule, UNTESTABLE, headline, {}, reason=reason)
 

@@ -27,6 +27,7 @@ from .core import (
     _spearman_boot,
     _stat,
     _untestable,
+    _verdict,
 )
 
 # F1 -------------------------------------------------------------------------------------
@@ -66,7 +67,7 @@ def f1_arrangement(t: pd.DataFrame, th: dict) -> dict:
                     "position": {p: {"load_rank": float(t.loc[t.phase == p, "li"].mean()),
                                      "temperature_rank": float(t.loc[t.phase == p, "ti"].mean())}
                                  for p in PHASES}},
-                   confident=n == len(held) and support >= 0.95 or n < len(held))
+                   confident=support >= 0.95 if n == len(held) else support <= 0.05)
 
 
 # F2 -------------------------------------------------------------------------------------
@@ -132,10 +133,8 @@ def f3_hessian_loss(t: pd.DataFrame, th: dict) -> dict:
     boot = _boot(len(need), lambda idx: both(idx)[0])
     boot_a = _boot(len(need), lambda idx: both(idx)[1])
     stats = {"fold": _stat(fold, boot), "agreement": _stat(agree, boot_a)}
-    ok = fold >= 10 and agree >= 0.8
-    (flo, fhi), (alo, ahi) = stats["fold"]["ci95"], stats["agreement"]["ci95"]
-    confident = (flo is not None and alo is not None and flo >= 10 and alo >= 0.8) if ok \
-        else (fhi is not None and ahi is not None and (fhi < 10 or ahi < 0.8))
+    ok, confident = _verdict((fold, stats["fold"]["ci95"], 10, 1),
+                             (agree, stats["agreement"]["ci95"], 0.8, 1))
     return _result(claim, rule, HOLDS if ok else FAILS, "fold", stats, confident=confident)
 
 
@@ -163,10 +162,8 @@ def f4_connectivity_not_hessian(t: pd.DataFrame, th: dict) -> dict:
     boot_g = _boot(groups, lambda idx: stats_of(idx)[0])
     boot_r = _boot(groups, lambda idx: stats_of(idx)[1])
     stats = {"acc_gap": _stat(gap, boot_g), "hessian_gap_ratio": _stat(ratio, boot_r)}
-    ok = gap > 0 and ratio < 0.5
-    (glo, ghi), (rlo, rhi) = stats["acc_gap"]["ci95"], stats["hessian_gap_ratio"]["ci95"]
-    confident = (glo is not None and rhi is not None and glo > 0 and rhi < 0.5) if ok \
-        else (ghi is not None and rlo is not None and (ghi < 0 or rlo >= 0.5))
+    ok, confident = _verdict((gap, stats["acc_gap"]["ci95"], 0, 1),
+                             (ratio, stats["hessian_gap_ratio"]["ci95"], 0.5, -1))
     return _result(claim, rule, HOLDS if ok else FAILS, "acc_gap", stats, confident=confident)
 
 

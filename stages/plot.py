@@ -2,7 +2,8 @@
 
     python stages/plot.py --metrics reports/metrics.csv --phases reports/phases.csv \
         --curves reports/curves.csv --density reports/density.csv \
-        --findings reports/findings_detail.json --out reports/figures
+        --findings reports/findings_detail.json --summary reports/summary.json \
+        --out reports/figures
 """
 import typer
 

@@ -264,3 +264,17 @@ def test_the_report_side_never_imports_torch():
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_the_mc_heatmap_marks_the_barriers_the_phases_used(tmp_path):
+    cli = [sys.executable, "-m", "landscape_taxonomy.cli"]
+    summary, phases = tmp_path / "s.json", tmp_path / "p.csv"
+    for args in (["classify", PAPER, "--out", phases, "--summary", summary,
+                  "--mc-threshold", "1.0"],
+                 ["plot", "--metrics", PAPER, "--summary", summary, "--out", tmp_path / "f"]):
+        res = subprocess.run(cli + list(map(str, args)), capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    svg = (tmp_path / "f" / f"{filename('heatmap_mc')}.svg").read_text()
+    barriers = int((pd.read_csv(PAPER)["mc"] < -1.0).sum())
+    assert 0 < barriers < 182 and svg.count(">×</text>") == barriers
+    assert "mc &lt; −1 (phase.mc_threshold)" in svg or "mc < −1 (phase.mc_threshold)" in svg

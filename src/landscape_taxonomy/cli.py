@@ -285,6 +285,8 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
                  density: Path = typer.Option(None, help="eigenvalue density table (CSV)"),
                  findings: Path = typer.Option(None, help=(
                      "findings' detail JSON (landscape-taxonomy findings --detail)")),
+                 summary: Path = typer.Option(None, help=(
+                     "classify's summary.json: the mc threshold, marked on mc's heatmap")),
                  out: Path = typer.Option(Path("reports/figures"), help="figures folder"),
                  load_col: str = LOAD_COL, temperature_col: str = TEMPERATURE_COL):
     """Phase map, one heatmap per metric, the connectivity curves and the cells' eigenvalue
@@ -296,7 +298,7 @@ def plot_command(metrics: Path = typer.Option(None, help="metrics table (CSV)"),
     check_out_dir(out)
     written = report.plot(metrics, phases, curves, out, load_col=load_col,
                           temperature_col=temperature_col, density_csv=density,
-                          findings_json=findings)
+                          findings_json=findings, summary_json=summary)
     typer.echo(f"{len(written)} figure files -> {out}")
 
 

@@ -46,8 +46,8 @@ def _axis_names(df: pd.DataFrame) -> tuple[str, str]:
     return tname, lname
 
 
-def _grid_chart(df: pd.DataFrame, color: alt.Color, title: str, tooltip,
-                boundary: bool = False) -> alt.Chart:
+def _grid_chart(df: pd.DataFrame, color: alt.Color, title, tooltip,
+                boundary: bool = False, marked: pd.Series | None = None) -> alt.Chart:
     """Cells of equal size on ordinal axes in numeric order (the grid's values spaced
     unevenly on a log axis would draw some columns wider than others), labelled with the
     parameter values; `boundary` outlines the cells flagged so in black."""
@@ -66,6 +66,9 @@ def _grid_chart(df: pd.DataFrame, color: alt.Color, title: str, tooltip,
         # drawn over every cell, so a neighbour's white edge does not hide the outline
         cells += alt.Chart(flagged).mark_rect(fill=None, stroke="black", strokeWidth=2.5,
                                               strokeJoin="miter").encode(x=x, y=y)
+    if marked is not None and marked.any():  # e.g. the cells past a threshold: a cross
+        cells += alt.Chart(df[marked.to_numpy()]).mark_text(
+            text="×", fontSize=18, color="black").encode(x=x, y=y)
     return cells.properties(title=title, width={"step": 48}, height={"step": 48})
 
 
@@ -85,7 +88,10 @@ def phase_map(phases: pd.DataFrame) -> alt.Chart:
                        "threshold)", tips, boundary=True)
 
 
-def metric_heatmap(metrics: pd.DataFrame, column: str) -> alt.Chart:
+def metric_heatmap(metrics: pd.DataFrame, column: str,
+                   mc_threshold: float | None = None) -> alt.Chart:
+    """One metric over the grid. For mc with the threshold the phases used, the cells past
+    it (mc < -threshold: a barrier, poorly connected) carry a cross."""
     title, fn, scale = HEATMAPS[column]
     df = metrics.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -101,8 +107,13 @@ def metric_heatmap(metrics: pd.DataFrame, column: str) -> alt.Chart:
     if std in df.columns:
         tips.append(alt.Tooltip(f"{std}:Q", format=".3g"))
     legend = title.split(" (")[0] if fn is None else title
+    marked = None
+    if column == "mc" and mc_threshold is not None and np.isfinite(mc_threshold):
+        marked = df["value"] < -mc_threshold
+        title = alt.TitleParams(title, subtitle=f"×: a barrier, mc < −{mc_threshold:.3g} "
+                                                "(phase.mc_threshold)")
     return _grid_chart(df, alt.Color("value:Q", scale=alt.Scale(**scale), title=legend),
-                       title, tips)
+                       title, tips, marked=marked)
 
 
 def curve_chart(curves: pd.DataFrame) -> alt.Chart:
@@ -345,7 +356,7 @@ def _stable_ids(svg: str) -> str:
 
 def charts(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
            curves: pd.DataFrame | None, density: pd.DataFrame | None = None,
-           found: dict | None = None):
+           found: dict | None = None, mc_threshold: float | None = None):
     """(name, chart) of every figure the inputs allow."""
     if phases is not None and len(phases):
         yield "phase_map", phase_map(phases)
@@ -357,7 +368,7 @@ def charts(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
     if metrics is not None:
         for col in HEATMAPS:
             if col in metrics.columns:
-                yield f"heatmap_{col}", metric_heatmap(metrics, col)
+                yield f"heatmap_{col}", metric_heatmap(metrics, col, mc_threshold)
     if metrics is not None and phases is not None and len(phases) and "test_acc" in metrics:
         yield "overview", overview(metrics, phases)
     if metrics is not None:
@@ -387,7 +398,8 @@ def filename(name: str) -> str:
 
 def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
                curves: pd.DataFrame | None, out_dir: Path,
-               density: pd.DataFrame | None = None, found: dict | None = None) -> list[Path]:
+               density: pd.DataFrame | None = None, found: dict | None = None,
+               mc_threshold: float | None = None) -> list[Path]:
     """Every figure the inputs allow; returns the files written. The specs are built here
     (altair is not thread-safe), then compiled and rasterized two at a time."""
     from concurrent.futures import ThreadPoolExecutor
@@ -397,7 +409,8 @@ def render_all(metrics: pd.DataFrame | None, phases: pd.DataFrame | None,
     alt.data_transformers.disable_max_rows()
 
     specs = [(name, _static(chart.to_dict()))
-             for name, chart in charts(metrics, phases, curves, density, found)]
+             for name, chart in charts(metrics, phases, curves, density, found,
+                                       mc_threshold)]
     with ThreadPoolExecutor(2) as pool:
         done = pool.map(lambda item: _write(item[1], out_dir, filename(item[0])), specs)
         return [p for paths in done for p in paths]

@@ -160,7 +160,8 @@ def _clean(obj):
 
 def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | None,
          out_dir: Path, *, load_col: str | None = None, temperature_col: str | None = None,
-         density_csv: Path | None = None, findings_json: Path | None = None) -> list[Path]:
+         density_csv: Path | None = None, findings_json: Path | None = None,
+         summary_json: Path | None = None) -> list[Path]:
     from . import plots  # altair: only the plot stage pays its import
 
     def opt(path, **axes):
@@ -179,5 +180,9 @@ def plot(metrics_csv: Path | None, phases_csv: Path | None, curves_csv: Path | N
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"--findings: {findings_json}: cannot be read as JSON ({e})") \
                 from None
+    mc_threshold = None
+    if summary_json is not None:  # the threshold the phases used, to mark on mc's heatmap
+        mc_threshold = thresholds.read_file(summary_json, "--summary").get("mc", (None,))[0]
     return plots.render_all(opt(metrics_csv, **axes), opt(phases_csv, **axes),
-                            rows(curves_csv), Path(out_dir), rows(density_csv), found)
+                            rows(curves_csv), Path(out_dir), rows(density_csv), found,
+                            mc_threshold)

@@ -185,7 +185,51 @@ def load_dataset(name: str, root: str, download: bool, test_fraction: float, see
         m = dict(mnist1d or {})
         return mnist1d_raw(m.pop("train_samples"), m.pop("test_samples"), m.pop("seed"), seed,
                            **m)
+    from . import custom
+    if custom.is_path(name):
+        return custom_raw(name, seed)
     return load_torchvision(name, root, download)
+
+
+def custom_raw(path: str, seed: int):
+    """A researcher's loader (custom.py): loader(seed) -> (x_train, y_train, x_test, y_test),
+    as stored: x [N, C, H, W] ([N, L] is read as signals [N, 1, 1, L], [N, H, W] as one
+    channel), labels 0..K-1. uint8 pixels are scaled by 255, other integers by their
+    maximum, floats as they are."""
+    from . import custom
+
+    out = custom.resolve(path, "data.dataset")(seed)
+    if not (isinstance(out, (tuple, list)) and len(out) == 4):
+        raise DataError(f"data.dataset: {path} must return (x_train, y_train, x_test, "
+                        f"y_test), got {type(out).__name__}")
+    xtr, ytr, xte, yte = (np.asarray(a) for a in out)
+    shaped = []
+    for x in (xtr, xte):
+        if x.ndim == 2:
+            x = x[:, None, None, :]
+        elif x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4:
+            raise DataError(f"data.dataset: {path}: x must be [N, C, H, W], [N, H, W] or "
+                            f"[N, L], got shape {list(x.shape)}")
+        shaped.append(x)
+    xtr, xte = shaped
+    for y, x, part in ((ytr, xtr, "train"), (yte, xte, "test")):
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) \
+                or y.min() < 0:
+            raise DataError(f"data.dataset: {path}: {part} labels must be one non-negative "
+                            f"integer per example, got shape {list(y.shape)}, {y.dtype}")
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise DataError(f"data.dataset: {path}: train and test shapes differ "
+                        f"({list(xtr.shape[1:])} vs {list(xte.shape[1:])})")
+    if xtr.dtype == np.uint8:
+        scale = 255.0
+    elif np.issubdtype(xtr.dtype, np.integer):
+        scale = float(max(xtr.max(), 1))
+    else:
+        xtr, xte, scale = xtr.astype(np.float32), xte.astype(np.float32), 1.0
+    k = int(max(ytr.max(), yte.max())) + 1
+    return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), k, scale
 
 
 def noise_draws(n: int, n_classes: int, seed: int):

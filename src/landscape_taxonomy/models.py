@@ -1,4 +1,5 @@
-"""Width-scaled models: the paper's ResNet18, a small CNN (the CPU default), an MLP.
+"""Width-scaled models: the paper's ResNet18 and VGG11, a small CNN (the CPU default), an MLP;
+a researcher's own by import path (custom.py).
 
 `width` is k: ResNet18's four stages have k, 2k, 4k, 8k channels (k = 64 is the usual
 ResNet18); the CNN's three conv stages have k, 2k, 4k; the MLP's two hidden layers 16k.
@@ -91,17 +92,60 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+class VGG11(nn.Module):
+    """The paper's appendix VGG11 with BatchNorm, widths k, 2k, 4k, 4k, 8k, 8k, 8k, 8k (k = 64
+    is the usual VGG11), max-pool after stages 1, 2, 4, 6, 8 while the input is large enough,
+    global average pooling, one linear head. On signals one row high: 1x3 kernels, 1x2
+    pooling, as the small CNN."""
+
+    PLAN = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")
+
+    def __init__(self, width: int, in_channels: int, n_classes: int, size: tuple[int, int]):
+        super().__init__()
+        one_d = size[0] == 1
+        kernel, pad, pool = ((1, 3), (0, 1), (1, 2)) if one_d else (3, 1, 2)
+        layers, cin, (h, w) = [], in_channels, size
+        for step in self.PLAN:
+            if step == "M":
+                if w >= 2 and (one_d or h >= 2):  # pool while there is room
+                    layers.append(nn.MaxPool2d(pool))
+                    h, w = (h if one_d else h // 2), w // 2
+                continue
+            layers += [nn.Conv2d(cin, step * width, kernel, 1, pad, bias=False),
+                       nn.BatchNorm2d(step * width), nn.ReLU()]
+            cin = step * width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, n_classes)
+
+    def forward(self, x):
+        return self.head(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+# model.arch -> factory(width, input_shape [C, H, W], n_classes); one line per model. A name
+# `package.module:factory` is a researcher's own, with this signature (custom.py).
+REGISTRY = {
+    "cnn": lambda k, shape, n: SmallCNN(k, shape[0], n, one_d=shape[1] == 1),
+    "resnet18": lambda k, shape, n: ResNet18(k, shape[0], n),
+    "mlp": lambda k, shape, n: MLP(k, shape[0] * shape[1] * shape[2], n),
+    "vgg11": lambda k, shape, n: VGG11(k, shape[0], n, (shape[1], shape[2])),
+}
+
+
 def build_model(arch: str, width: int, input_shape, n_classes: int, seed: int) -> nn.Module:
     """A freshly initialized model; the same seed gives the same weights on any device."""
     torch.manual_seed(seed)
-    c, h, w = input_shape
-    if arch == "resnet18":
-        return ResNet18(width, c, n_classes)
-    if arch == "cnn":
-        return SmallCNN(width, c, n_classes, one_d=h == 1)
-    if arch == "mlp":
-        return MLP(width, c * h * w, n_classes)
-    raise ConfigError(f"model.arch: must be one of cnn, resnet18, mlp, got {arch!r}")
+    shape = tuple(input_shape)
+    if arch in REGISTRY:
+        return REGISTRY[arch](width, shape, n_classes)
+    from . import custom
+    if not custom.is_path(arch):
+        raise ConfigError(f"model.arch: must be one of {', '.join(REGISTRY)} or an import "
+                          f"path package.module:factory, got {arch!r}")
+    model = custom.resolve(arch, "model.arch")(width, shape, n_classes)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model.arch: {arch} returned a {type(model).__name__}, not a "
+                          "torch.nn.Module")
+    return model
 
 
 def has_batchnorm(model: nn.Module) -> bool:

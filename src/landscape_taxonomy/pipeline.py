@@ -22,8 +22,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from . import custom, executor, grid, kernels
 from . import data as data_mod
-from . import executor, grid, kernels
 from .config import ConfigError, Params, as_dict
 from .data import DataError
 from .io import atomic_dir, number_text, write_csv, write_json
@@ -74,6 +74,8 @@ def prepare(p: Params, out_dir: Path) -> dict:
     if p.data.dataset == "mnist1d":  # its generator's code is the package's, not ours
         from importlib.metadata import version
         stamp["mnist1d_package"] = version("mnist1d")
+    if custom.is_path(p.data.dataset):  # a researcher's loader: its code, so an edit reloads
+        stamp["loader"] = custom.source_digest(p.data.dataset)
     kept = data_mod.reuse(out_dir, stamp)
     if kept is not None:
         return kept
@@ -195,7 +197,8 @@ def train_key(p: Params, cell: grid.Cell, prepared: data_mod.Prepared) -> str:
     return grid.digest("train", cell.train_config(), asdict(recipe_of(p, cell)),
                        prepared.checksum(cell.noise, cell.subset),
                        grid.code_hash(*grid.TRAIN_CODE), device, p.train.vectorize,
-                       threads_key(p), kernels_key(p), runtime_key(p))
+                       threads_key(p), kernels_key(p), runtime_key(p),
+                       *_own_model(cell.arch))
 
 
 _PREPARED: dict[str, tuple[str, data_mod.Prepared]] = {}
@@ -380,6 +383,12 @@ def metrics_key(p: Params, entry: dict, models: str | None = None) -> str:
     return grid.digest("metrics", entry["key"], m, p.seed, grid.code_hash(*grid.METRICS_CODE),
                        device_type(p.train.device), p.train.vectorize, threads_key(p),
                        kernels_key(p), runtime_key(p), *([models] if models is not None else []))
+
+
+def _own_model(arch: str) -> list:
+    """A researcher's model factory's code, for the keys: an edit to it retrains."""
+    digest = custom.source_digest(arch)
+    return [] if digest is None else [{"model_code": digest}]
 
 
 def models_digest(folder: Path) -> str:

@@ -4,15 +4,16 @@ pipeline's first stage) beyond the schema's, on the planned grid alone.
     errors(p)    each a line naming the key: the run cannot give what it is asked for
     warnings(p)  each a line: it can, but may not (the reason, and what to set)
 
-Today: `auto` phase thresholds on a grid too small, or without the spread of mc they read.
+Today: a model or data loader given by import path that does not import, and `auto` phase
+thresholds on a grid too small, or without the spread of mc they read.
 """
 
 from __future__ import annotations
 
 from math import comb
 
-from . import grid
-from .config import Params
+from . import custom, grid
+from .config import ConfigError, Params
 from .thresholds import MIN_GROUP, MIN_SPLIT
 
 
@@ -32,6 +33,12 @@ def curve_pairs(p: Params) -> int:
 def errors(p: Params) -> list[str]:
     auto, n = _auto(p), len(grid.cells(p))
     out = []
+    for key, name in (("model.arch", p.model.arch), ("data.dataset", p.data.dataset)):
+        if custom.is_path(name):  # a researcher's own: it must import, before any work
+            try:
+                custom.resolve(name, key)
+            except ConfigError as e:
+                out.append(str(e))
     fix = "give a number or phase.thresholds_from"
     if "train_loss" in auto and n < MIN_SPLIT:
         out.append(f"phase.train_loss_threshold: auto splits the cells' training losses in "

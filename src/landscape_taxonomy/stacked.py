@@ -63,6 +63,17 @@ STATELESS = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatt
              nn.Identity)
 
 
+def stackable(model: nn.Module) -> bool:
+    """Whether every layer of `model` can be stacked (its seeds trained as one network):
+    found, not assumed, so a model with other layers (LayerNorm, say) trains one seed at a
+    time instead of failing."""
+    if isinstance(model, (nn.Conv2d, nn.BatchNorm2d, nn.Linear, *STATELESS)):
+        return True
+    if list(model.parameters(recurse=False)) or list(model.buffers(recurse=False)):
+        return False
+    return all(stackable(child) for child in model.children())
+
+
 def stack_models(models: list[nn.Module]) -> nn.Module:
     """One grouped network computing all of `models` (same architecture) at once."""
     return _stack(models)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .batched import train_stacked
 from .models import build_model, count_params, fast_layout, has_batchnorm, has_conv
 from .recipe import Recipe, StopRule, TrainResult, chance_loss, settle_divergence, sgd
+from .stacked import stackable
 
 __all__ = ["Recipe", "TrainResult", "resolve_device", "train_model", "train_cell"]
 
@@ -101,6 +102,8 @@ MLP_STACK_MAX_WORK_CPU = 2_000_000
 
 def use_vectorized(vectorize, model: torch.nn.Module, batch_size: int, n_seeds: int,
                    device: torch.device) -> bool:
+    if not stackable(model):  # a layer the stack does not cover: one seed at a time
+        return False
     if vectorize != "auto":
         return bool(vectorize) and n_seeds > 1
     if n_seeds < 2:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import build_model, fast_layout
-from ..stacked import split_outputs, stack_inputs, stack_models
+from ..stacked import split_outputs, stack_inputs, stack_models, stackable
 from . import curves, estimators, ggn, hessian, similarity
 from .fold import fold_batchnorm
 
@@ -261,7 +261,7 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
     live_models = [models[i] for i in live]
     # Model by model, through second_order.py, which has no stacked form; a stacked double
     # backward (vectorize: true) gives the same estimates and was slower on CPU.
-    stack = len(live_models) > 1 and vectorize is True
+    stack = len(live_models) > 1 and vectorize is True and stackable(live_models[0])
     for i, h in zip(live, hessian_of_models(live_models, x_train, y_train, seed=seed,
                                             stack=stack, **hessian_cfg)):
         per_model[i].update(hessian_top=h["top"], hessian_trace=h["trace"],

@@ -109,7 +109,8 @@ def project(tmp_path, tiny_params) -> Path:
     """A copy of the project in a fresh git + DVC repo, with the tiny grid's params."""
     dst = tmp_path / "proj"
     dst.mkdir()
-    for name in ("dvc.yaml", "stages", "thresholds"):  # thresholds/: classify-phase's dep
+    # thresholds/: classify-phase's dep; own/: the researcher's code, train-grid's
+    for name in ("dvc.yaml", "stages", "thresholds", "own"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))

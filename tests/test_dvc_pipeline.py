@@ -157,3 +157,37 @@ def test_the_default_data_and_model_on_a_tiny_grid(project):
         assert len(hits) == 300 and hits.max() <= 3
         assert hits.mean() / 3 == pytest.approx(r.test_acc, abs=1e-12)
     assert isinstance(summary["warnings"], list)
+
+
+def test_own_model_and_data_by_import_path_run_through_dvc(project):
+    # the README's two files, in own/, named in params.yaml
+    (project / "own" / "mymodels.py").write_text(
+        "from torch import nn\n\n"
+        "def tiny(width, input_shape, n_classes):\n"
+        "    c, h, w = input_shape\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 8 * width), nn.ReLU(),\n"
+        "                         nn.Linear(8 * width, n_classes))\n")
+    (project / "own" / "mydata.py").write_text(
+        "import numpy as np\n\n"
+        "def load(seed):\n"
+        "    rng = np.random.default_rng(seed)\n"
+        "    x = rng.normal(size=(400, 12)).astype(np.float32)\n"
+        "    y = (x[:, 0] > 0).astype(np.int64)\n"
+        "    return x[:300], y[:300], x[300:], y[300:]\n")
+    set_param(project, "model.arch", "own.mymodels:tiny")
+    set_param(project, "data.dataset", "own.mydata:load")
+    set_param(project, "data.subset", 1.0)
+    assert ordered([s for s in repro(project) if s != "rugged-convexity"])
+    metrics = pd.read_csv(project / "reports" / "metrics.csv")
+    assert len(metrics) == 4 and metrics["arch"].eq("own.mymodels:tiny").all()
+    assert metrics["test_acc"].max() > 0.8 and (metrics["n_train"] == 300).all()
+    keys = {c["key"] for c in json.loads((project / "models" / "index.json").read_text())
+            ["cells"]}
+    # an edit to the factory: DVC reruns the stages (own/ is their dep), every key changes
+    text = (project / "own" / "mymodels.py").read_text()
+    (project / "own" / "mymodels.py").write_text(text.replace("8 * width", "6 * width"))
+    ran = repro(project)
+    assert "train-grid" in ran and "compute-metrics" in ran
+    after = {c["key"] for c in json.loads((project / "models" / "index.json").read_text())
+             ["cells"]}
+    assert len(after) == 4 and not after & keys

@@ -69,7 +69,9 @@ def f8_data_similarity(t: pd.DataFrame, th: dict) -> dict:
     return _result(claim, rule, HOLDS if ok else FAILS, "rho_cka",
                    {"rho_cka": _stat(cka, ci95=cka_ci), "rho_mc": _stat(mc, ci95=mc_ci),
                     "tracks_accuracy": tracks, "best_tracker": best},
-                   confident=bool(c1 and c2) if ok else None)
+                   confident=bool(c1 and c2) if ok else bool(
+                       (cka_ci[1] is not None and cka_ci[1] <= 0)
+                       or (mc_ci[0] is not None and mc_ci[0] > 0)))
 
 
 def f9_clean_labels_connect(t: pd.DataFrame, th: dict) -> dict:

@@ -221,3 +221,20 @@ def test_a_bug_of_ours_is_an_internal_error_with_its_traceback_kept(tmp_path, mo
     bad.write_text("load,temperature,train_loss\n1,16,0.5\n")
     res = CliRunner().invoke(cli_mod.app, ["classify", str(bad)])
     assert res.exit_code == 2 and res.stderr == f"error: table {bad}: missing column(s) mc, cka\n"
+
+
+def test_a_grid_whose_models_diverged_says_so(tmp_path):
+    rows = ["load,temperature,train_loss,mc,cka,n_models,n_diverged"]
+    rows += [f"{w},{b},nan,nan,nan,3,3" for w in (1, 2) for b in (16, 32)]
+    rows += ["4,16,0.01,0,0.9,3,0"]
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join(rows) + "\n")
+    res = cli("classify", path, "--out", tmp_path / "p.csv")
+    assert res.returncode == 2 and res.stderr.startswith(
+        "error: every model diverged in 4 of 5 cells (loss non-finite or no better than "
+        "chance), so phase.train_loss_threshold: auto has 1 cells to read")
+    # with numbers there is nothing to read off the grid: the cells are labelled diverged
+    res = cli("classify", path, "--out", tmp_path / "p.csv", "--train-loss-threshold", "0.1",
+              "--mc-threshold", "1", "--cka-threshold", "0.8")
+    assert res.returncode == 0, res.stderr
+    assert (pd.read_csv(tmp_path / "p.csv")["phase"] == "diverged").sum() == 4

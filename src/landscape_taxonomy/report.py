@@ -78,6 +78,8 @@ def classified(metrics_csv: Path, *, train_loss_threshold="auto", mc_threshold="
                                        [k for k, v in given.items() if v == "auto"])
     table = read_table(metrics_csv, load_col=load_col, temperature_col=temperature_col,
                        require=phases.REQUIRED)
+    _check_divergence(table, [k for k, v in given.items() if v == "auto"
+                              and (baseline is None or k not in baseline)])
     th = thresholds.resolve(table, train_loss=train_loss_threshold, mc=mc_threshold,
                             cka=cka_threshold, baseline=baseline)
     result = phases.classify(table, train_loss_threshold=th["train_loss"].value,
@@ -91,6 +93,20 @@ def classified(metrics_csv: Path, *, train_loss_threshold="auto", mc_threshold="
         if warn is not None:
             warn(p.message)
     return table, result, summary
+
+
+def _check_divergence(table: pd.DataFrame, auto: list[str]) -> None:
+    """A grid whose models diverged leaves `auto` nothing to read: say that, not that a
+    threshold lacks cells."""
+    if not auto or not {"n_models", "n_diverged"} <= set(table.columns):
+        return
+    dead = (table["n_models"] > 0) & (table["n_diverged"] >= table["n_models"])
+    alive = len(table) - int(dead.sum())
+    if dead.any() and alive < thresholds.MIN_SPLIT:
+        raise tables.TableError(
+            f"every model diverged in {int(dead.sum())} of {len(table)} cells (loss "
+            f"non-finite or no better than chance), so phase.{auto[0]}_threshold: auto has "
+            f"{alive} cells to read; lower train.lr, or give the thresholds as numbers")
 
 
 def findings(metrics_csv: Path, out_json: Path, detail_json: Path | None, *,

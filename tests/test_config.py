@@ -109,7 +109,10 @@ BAD = [  # (patch of the tiny params, the exact line)
     ({"seed": 2**70}, "seed: must be an integer in [0, 2^32), got 1180591620717411303424"),
     ({"seed": 1.5}, "seed: must be an integer in [0, 2^32), got 1.5"),
     ({"data": {"dataset": "imagenet"}}, "data.dataset: must be one of mnist1d, digits, mnist, "
-                                        "fashion-mnist, cifar10, cifar100, svhn, got 'imagenet'"),
+                                        "fashion-mnist, cifar10, cifar100, svhn, or an import "
+                                        "path package.module:loader, got 'imagenet'"),
+    ({"model": {"arch": "vit"}}, "model.arch: must be one of cnn, resnet18, mlp, vgg11, or an "
+                                 "import path package.module:factory, got 'vit'"),
     ({"data": {"mnist1d": {"train_samples": 5}}},
      "data.mnist1d.train_samples: must be an integer >= 10, got 5"),
     ({"data": {"dataset": "digits", "test_fraction": 0.001}},

@@ -42,7 +42,8 @@ def _indices(n_or_groups, b: int = B) -> np.ndarray:
 
 
 def _boot(n_or_groups, stat: Callable, b: int = B) -> np.ndarray:
-    """The statistic of each resample (_indices)."""
+    """The statistic of each resample (_indices): [b], or [b, k] for a statistic of k
+    numbers."""
     return np.array([stat(idx) for idx in _indices(n_or_groups, b)])
 
 

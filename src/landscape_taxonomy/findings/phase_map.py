@@ -130,9 +130,8 @@ def f3_hessian_loss(t: pd.DataFrame, th: dict) -> dict:
         return 10 ** (ll[idx][hs].mean() - ll[idx][~hs].mean()), (hs == sharp_rule[idx]).mean()
 
     fold, agree = both(np.arange(len(need)))
-    boot = _boot(len(need), lambda idx: both(idx)[0])
-    boot_a = _boot(len(need), lambda idx: both(idx)[1])
-    stats = {"fold": _stat(fold, boot), "agreement": _stat(agree, boot_a)}
+    boot = _boot(len(need), both)  # [B, 2]: both statistics of each resample
+    stats = {"fold": _stat(fold, boot[:, 0]), "agreement": _stat(agree, boot[:, 1])}
     ok, confident = _verdict((fold, stats["fold"]["ci95"], 10, 1),
                              (agree, stats["agreement"]["ci95"], 0.8, 1))
     return _result(claim, rule, HOLDS if ok else FAILS, "fold", stats, confident=confident)
@@ -158,10 +157,8 @@ def f4_connectivity_not_hessian(t: pd.DataFrame, th: dict) -> dict:
         return gap, same / transition if transition > 0 else math.nan
 
     gap, ratio = stats_of(np.arange(len(t)))
-    groups = _by_phase(t)
-    boot_g = _boot(groups, lambda idx: stats_of(idx)[0])
-    boot_r = _boot(groups, lambda idx: stats_of(idx)[1])
-    stats = {"acc_gap": _stat(gap, boot_g), "hessian_gap_ratio": _stat(ratio, boot_r)}
+    boot = _boot(_by_phase(t), stats_of)  # [B, 2]
+    stats = {"acc_gap": _stat(gap, boot[:, 0]), "hessian_gap_ratio": _stat(ratio, boot[:, 1])}
     ok, confident = _verdict((gap, stats["acc_gap"]["ci95"], 0, 1),
                              (ratio, stats["hessian_gap_ratio"]["ci95"], 0.5, -1))
     return _result(claim, rule, HOLDS if ok else FAILS, "acc_gap", stats, confident=confident)

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 Dataset = Literal["mnist1d", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"]
 Arch = Literal["cnn", "resnet18", "mlp", "vgg11"]
@@ -99,21 +106,27 @@ class Mnist1dConfig(_Section):
     scale_coeff: float = _f(0.4, "a number >= 0", ge=0)
 
 
+def _builtin_or_import_path(known: tuple) -> AfterValidator:
+    """A name of `known`, or a researcher's `package.module:name` (custom.py)."""
+    def check(v: str) -> str:
+        if v not in known and not IMPORT_PATH.match(v):
+            raise ValueError("neither built in nor an import path")
+        return v
+    return AfterValidator(check)
+
+
+DatasetName = Annotated[str, _builtin_or_import_path(DATASETS)]
+ArchName = Annotated[str, _builtin_or_import_path(ARCHS)]
+
+
 class DataConfig(_Section):
-    dataset: str = _f("mnist1d", "one of " + ", ".join(DATASETS)
+    dataset: DatasetName = _f("mnist1d", "one of " + ", ".join(DATASETS)
                       + ", or an import path package.module:loader")
     root: str = _f("data/raw", "a folder path")
     download: bool = _f(True, "true or false")
     subset: float = _f(1.0, "a number in (0, 1]", gt=0, le=1)
     test_fraction: float = _f(0.5, "a number in (0, 1)", gt=0, lt=1)
     mnist1d: Mnist1dConfig = Mnist1dConfig()
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, v):
-        if v not in DATASETS and not IMPORT_PATH.match(v):
-            raise ValueError("unknown dataset")
-        return v
 
     @model_validator(mode="after")
     def _digits_split(self):
@@ -127,16 +140,9 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    arch: str = _f("cnn", "one of " + ", ".join(ARCHS)
+    arch: ArchName = _f("cnn", "one of " + ", ".join(ARCHS)
                    + ", or an import path package.module:factory")
     width: int = _f(8, "an integer >= 1", ge=1)
-
-    @field_validator("arch")
-    @classmethod
-    def _known_arch(cls, v):
-        if v not in ARCHS and not IMPORT_PATH.match(v):
-            raise ValueError("unknown arch")
-        return v
 
 
 def _is_int(v) -> bool:

@@ -36,10 +36,10 @@ import time
 import torch
 from common import digits_train, machine, trained_model
 
-from landscape_taxonomy.config import HessianConfig
-from landscape_taxonomy.metrics import estimators, ggn, hessian
+from landscape_taxonomy.config.schema import HessianConfig
 from landscape_taxonomy.metrics.cell import _estimate, hessian_sample
-from landscape_taxonomy.models import build_model
+from landscape_taxonomy.metrics.curvature import estimators, ggn, hessian
+from landscape_taxonomy.training.models import build_model
 
 DENSE_MAX = 4000  # parameters: the dense Hessian costs this many products, float64
 WIDTHS = {"mlp": [1, 2, 16], "cnn": [1, 4, 16]}  # exact, exact, long Lanczos

@@ -30,13 +30,15 @@ from common import compare, digits_train, machine, trained_model
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape_taxonomy import grid, pipeline
-from landscape_taxonomy.config import load_params
-from landscape_taxonomy.executor import tune_allocator
+from landscape_taxonomy.cells import grid
+from landscape_taxonomy.cells.executor.guard import tune_allocator
+from landscape_taxonomy.config.loading import load_params
 from landscape_taxonomy.metrics import curves
 from landscape_taxonomy.metrics.cell import error_with_fresh_bn, hessian_of_models
-from landscape_taxonomy.models import build_model
-from landscape_taxonomy.train import Recipe, train_cell, use_vectorized
+from landscape_taxonomy.pipeline import keys as cell_keys
+from landscape_taxonomy.training.loop import train_cell, use_vectorized
+from landscape_taxonomy.training.models import build_model
+from landscape_taxonomy.training.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = []
@@ -93,7 +95,7 @@ def bench_training(x, y, reps):
     # Every cell of the default grid (params.yaml), 3 epochs each: where the study's
     # training time actually goes.
     p = load_params(ROOT / "params.yaml")
-    cells = [(c.width, dataclasses.replace(pipeline.recipe_of(p, c), max_epochs=3,
+    cells = [(c.width, dataclasses.replace(cell_keys.recipe_of(p, c), max_epochs=3,
                                            stop_tol=0.0)) for c in grid.cells(p)]
     ours, theirs, _, _ = compare(
         lambda _: [ours_training(w, x, y, r) for w, r in cells],
@@ -121,7 +123,7 @@ def bench_hessian(x, y, reps, samples=500):
 
     import pyhessian
 
-    from landscape_taxonomy.metrics import hessian
+    from landscape_taxonomy.metrics.curvature import hessian
 
     their_module = importlib.import_module("pyhessian.hessian")
     plain_hvp, calls = their_module.hessian_vector_product, [0]

@@ -9,11 +9,12 @@ from datetime import date
 
 import torch
 
-from landscape_taxonomy import kernels
-from landscape_taxonomy.config import DataConfig
-from landscape_taxonomy.data import load_digits
-from landscape_taxonomy.models import build_model
-from landscape_taxonomy.train import Recipe, train_model
+from landscape_taxonomy.cells import kernels
+from landscape_taxonomy.config.schema import DataConfig
+from landscape_taxonomy.training.datasets import load_digits
+from landscape_taxonomy.training.loop import train_model
+from landscape_taxonomy.training.models import build_model
+from landscape_taxonomy.training.recipe import Recipe
 
 # The stages' CPU kernels (train.cpu_kernels: portable), before torch first computes: the
 # models trained here are those of any x86-64 machine with AVX2. numpy, loaded with torch,

@@ -9,7 +9,7 @@ never change, so a good edit reruns only the stages whose own params changed.
 """
 import typer
 
-from landscape_taxonomy.cli import check_params_command
+from landscape_taxonomy.cli.check_params import check_params_command
 
 if __name__ == "__main__":
     typer.run(check_params_command)

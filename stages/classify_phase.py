@@ -6,7 +6,7 @@
 """
 import typer
 
-from landscape_taxonomy.cli import classify_command
+from landscape_taxonomy.cli.report import classify_command
 
 if __name__ == "__main__":
     typer.run(classify_command)

@@ -6,7 +6,7 @@
 """
 import typer
 
-from landscape_taxonomy.cli import metrics_command
+from landscape_taxonomy.cli.compute import metrics_command
 
 if __name__ == "__main__":
     typer.run(metrics_command)

@@ -6,7 +6,7 @@
 """
 import typer
 
-from landscape_taxonomy.cli import findings_command
+from landscape_taxonomy.cli.report import findings_command
 
 if __name__ == "__main__":
     typer.run(findings_command)

@@ -7,7 +7,7 @@
 """
 import typer
 
-from landscape_taxonomy.cli import plot_command
+from landscape_taxonomy.cli.report import plot_command
 
 if __name__ == "__main__":
     typer.run(plot_command)

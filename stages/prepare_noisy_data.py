@@ -4,7 +4,7 @@
 """
 import typer
 
-from landscape_taxonomy.cli import prepare_command
+from landscape_taxonomy.cli.compute import prepare_command
 
 if __name__ == "__main__":
     typer.run(prepare_command)

@@ -4,7 +4,7 @@
 """
 import typer
 
-from landscape_taxonomy.cli import train_command
+from landscape_taxonomy.cli.compute import train_command
 
 if __name__ == "__main__":
     typer.run(train_command)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from landscape_taxonomy import kernels
+from landscape_taxonomy.cells import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))  # the developer tools (dvc_deps), not in the package
 
 # Ray, when a test starts it, stays on loopback (read at `import ray`).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -143,10 +144,10 @@ def project(tmp_path, tiny_params) -> Path:
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory) -> Path:
     """The tiny grid's prepared data (digits, noise 0), written once per session."""
-    from landscape_taxonomy import pipeline
-    from landscape_taxonomy.config import parse_params
+    from landscape_taxonomy.config.loading import parse_params
+    from landscape_taxonomy.pipeline import prepare as prepare_stage
 
     raw = merge(shipped_params(), TINY_OVERRIDES)
     out = tmp_path_factory.mktemp("prepared") / "prepared"
-    pipeline.prepare(parse_params(raw), out)
+    prepare_stage.prepare(parse_params(raw), out)
     return out

@@ -8,8 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from landscape_taxonomy import api, grid, pipeline, report
-from landscape_taxonomy.config import ConfigError, Params, as_dict, parse_params
+from landscape_taxonomy import api
+from landscape_taxonomy.cells import grid
+from landscape_taxonomy.config.loading import as_dict, parse_params
+from landscape_taxonomy.config.schema import Params
+from landscape_taxonomy.errors import ConfigError, DataError
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import prepare as prepare_stage
+from landscape_taxonomy.pipeline import train as train_stage
+from landscape_taxonomy.report import stages as report
 
 
 def test_api_reproduces_the_pipeline_numbers(tmp_path, tiny_params):
@@ -21,9 +28,9 @@ def test_api_reproduces_the_pipeline_numbers(tmp_path, tiny_params):
     tiny_params["metrics"]["curve"]["pairs"] = 2  # the second curve is pair (0, 2)
     tiny_params["store"]["path"] = str(tmp_path / "store")
     p = parse_params(tiny_params)
-    pipeline.prepare(p, tmp_path / "prepared")
-    pipeline.train(p, tmp_path / "prepared", tmp_path / "models")
-    table = pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
+    prepare_stage.prepare(p, tmp_path / "prepared")
+    train_stage.train(p, tmp_path / "prepared", tmp_path / "models")
+    table = metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
                                      tmp_path / "m.csv", tmp_path / "c.csv", tmp_path / "cells")
     cell_id = "width=2__batch_size=64"
     details = json.loads((tmp_path / "cells" / f"{cell_id}.json").read_text())
@@ -63,7 +70,7 @@ def test_api_reproduces_the_pipeline_numbers(tmp_path, tiny_params):
     data = bytearray(state.read_bytes())
     data[len(data) // 2] ^= 0x10
     state.write_bytes(bytes(data))
-    with pytest.raises(pipeline.DataError, match="seed_2.pt does not match its checksum"):
+    with pytest.raises(DataError, match="seed_2.pt does not match its checksum"):
         api.load_cell(tmp_path / "models" / cell_id, tmp_path / "prepared", params=p)
 
 
@@ -82,11 +89,11 @@ def test_diverged_cells_are_recorded_and_classified_and_pairs_average(tmp_path, 
     tiny_params["metrics"]["curve"]["pairs"] = 2
     tiny_params["store"]["path"] = str(tmp_path / "store")
     p = parse_params(tiny_params)
-    pipeline.prepare(p, tmp_path / "prepared")
-    entries = pipeline.train(p, tmp_path / "prepared", tmp_path / "models")
+    prepare_stage.prepare(p, tmp_path / "prepared")
+    entries = train_stage.train(p, tmp_path / "prepared", tmp_path / "models")
     info = json.loads((tmp_path / "models" / entries[1]["cell_id"] / "info.json").read_text())
     assert all(info["diverged"])  # lr 1e4 blows up; the study goes on
-    table = pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
+    table = metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
                                      tmp_path / "m.csv", tmp_path / "c.csv", tmp_path / "cells")
     ok, bad = table.iloc[0], table.iloc[1]
     assert ok["n_curve_pairs"] == 2 and ok["n_pairs"] == 3 and ok["mc_std"] >= 0

@@ -8,9 +8,13 @@ import dataclasses
 import pytest
 
 from conftest import write_params
-from landscape_taxonomy import cli, executor, pipeline
-from landscape_taxonomy.config import parse_params
-from landscape_taxonomy.data import DataError
+from landscape_taxonomy.cells.executor import settings as executor_settings
+from landscape_taxonomy.cli.compute import train_command
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.errors import DataError, ExecutorError
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import prepare as prepare_stage
+from landscape_taxonomy.pipeline import train as train_stage
 
 CELLS = ["width=1__batch_size=32", "width=1__batch_size=128", "width=4__batch_size=32",
          "width=4__batch_size=128"]
@@ -20,13 +24,13 @@ CELLS = ["width=1__batch_size=32", "width=1__batch_size=128", "width=4__batch_si
 def setup(tmp_path, tiny_params):
     tiny_params["store"]["path"] = str(tmp_path / "store")
     params = write_params(tmp_path / "params.yaml", tiny_params)
-    pipeline.prepare(parse_params(tiny_params), tmp_path / "prepared")
+    prepare_stage.prepare(parse_params(tiny_params), tmp_path / "prepared")
     return tmp_path, params
 
 
 def train(tmp_path, params, capsys) -> tuple[int, str]:
     with pytest.raises(SystemExit) as e:
-        cli.train_command(params=params, data=tmp_path / "prepared", out=tmp_path / "models")
+        train_command(params=params, data=tmp_path / "prepared", out=tmp_path / "models")
     return e.value.code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -37,7 +41,7 @@ def test_a_bug_in_a_cell_is_an_internal_error_with_its_traceback_logged(setup, m
     def broken_train_cell(**kw):
         raise ValueError("operands could not be broadcast together")  # our bug, not input
 
-    monkeypatch.setattr(pipeline, "train_cell", broken_train_cell)
+    monkeypatch.setattr(train_stage, "train_cell", broken_train_cell)
     code, err = train(tmp_path, params, capsys)
     logs = tmp_path / "store" / "logs" / "train"
     assert code == 1
@@ -60,7 +64,7 @@ def test_bad_input_met_in_a_cell_is_a_user_error_and_a_bug_outranks_it(setup, mo
             raise RuntimeError("CUDA error: an illegal memory access\nwith a second line")
         raise DataError("noise=0.3: no labels prepared at that level; rerun prepare")
 
-    monkeypatch.setattr(pipeline, "train_cell", train_cell)
+    monkeypatch.setattr(train_stage, "train_cell", train_cell)
     code, err = train(tmp_path, params, capsys)
     logs = tmp_path / "store" / "logs" / "train"
     assert code == 2
@@ -83,7 +87,7 @@ def test_a_full_disk_says_so_and_where(setup, monkeypatch, capsys):
     def train_cell(**kw):  # what torch.save says when the disk fills
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
-    monkeypatch.setattr(pipeline, "train_cell", train_cell)
+    monkeypatch.setattr(train_stage, "train_cell", train_cell)
     code, err = train(tmp_path, params, capsys)
     assert code == 1 and err[-1].startswith("internal error in cell")  # space left: a bug
     usage = namedtuple("usage", "total used free")
@@ -98,7 +102,7 @@ def test_a_full_disk_says_so_and_where(setup, monkeypatch, capsys):
 
 def test_one_failed_cell_among_finished_ones(setup, monkeypatch, capsys):
     tmp_path, params = setup
-    real = pipeline.train_cell
+    real = train_stage.train_cell
 
     def train_cell(**kw):
         if kw["width"] == 1 and kw["recipe"].batch_size == 128:
@@ -106,7 +110,7 @@ def test_one_failed_cell_among_finished_ones(setup, monkeypatch, capsys):
         # one epoch is enough: only the bookkeeping is under test
         return real(**{**kw, "recipe": dataclasses.replace(kw["recipe"], max_epochs=1)})
 
-    monkeypatch.setattr(pipeline, "train_cell", train_cell)
+    monkeypatch.setattr(train_stage, "train_cell", train_cell)
     code, err = train(tmp_path, params, capsys)
     log = tmp_path / "store" / "logs" / "train" / f"{CELLS[1]}.log"
     assert code == 2
@@ -117,11 +121,11 @@ def test_one_failed_cell_among_finished_ones(setup, monkeypatch, capsys):
 
 def test_executor_settings_are_checked_before_anything_is_read(tmp_path, tiny_params,
                                                                monkeypatch):
-    monkeypatch.setattr(executor, "_has_ray", lambda: False)
+    monkeypatch.setattr(executor_settings, "_has_ray", lambda: False)
     tiny_params["executor"] = {**tiny_params["executor"], "kind": "ray"}
     p = parse_params(tiny_params)
-    with pytest.raises(executor.ExecutorError, match="^executor.kind: ray needs Ray"):
-        pipeline.train(p, tmp_path / "no-prepared-data-here", tmp_path / "models")
-    with pytest.raises(executor.ExecutorError, match="^executor.kind: ray needs Ray"):
-        pipeline.compute_metrics(p, tmp_path / "none", tmp_path / "none", tmp_path / "m.csv",
+    with pytest.raises(ExecutorError, match="^executor.kind: ray needs Ray"):
+        train_stage.train(p, tmp_path / "no-prepared-data-here", tmp_path / "models")
+    with pytest.raises(ExecutorError, match="^executor.kind: ray needs Ray"):
+        metrics_stage.compute_metrics(p, tmp_path / "none", tmp_path / "none", tmp_path / "m.csv",
                                  tmp_path / "c.csv", tmp_path / "cells")

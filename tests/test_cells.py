@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from conftest import env_with_venv, run, write_params
-from landscape_taxonomy import pipeline
-from landscape_taxonomy.config import parse_params
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import prepare as prepare_stage
+from landscape_taxonomy.pipeline import train as train_stage
 
 pytestmark = pytest.mark.slow
 
@@ -122,45 +124,45 @@ def test_two_local_workers_and_ray_give_the_models_of_one_worker(tmp_path, tiny_
                                                                 monkeypatch):
     # float32 training is reproducible for a given thread count, not across thread counts,
     # and the count is part of a cell's key: every run below plans one thread per cell.
-    from landscape_taxonomy import executor
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 1)
+    from landscape_taxonomy.cells.executor import settings as executor_settings
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 1)
     serial = tiny(tmp_path / "a", tiny_params, workers=1)
-    pipeline.prepare(serial, tmp_path / "prepared")
-    pipeline.train(serial, tmp_path / "prepared", tmp_path / "m1")
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 2)
+    prepare_stage.prepare(serial, tmp_path / "prepared")
+    train_stage.train(serial, tmp_path / "prepared", tmp_path / "m1")
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 2)
     two = tiny(tmp_path / "b", tiny_params, workers=2)
-    pipeline.train(two, tmp_path / "prepared", tmp_path / "m2")
+    train_stage.train(two, tmp_path / "prepared", tmp_path / "m2")
     same_models(states(tmp_path / "m1"), states(tmp_path / "m2"))
 
     pytest.importorskip("ray")
     ray_params = tiny(tmp_path / "c", tiny_params, kind="ray", num_cpus=1)
-    pipeline.train(ray_params, tmp_path / "prepared", tmp_path / "m3")
+    train_stage.train(ray_params, tmp_path / "prepared", tmp_path / "m3")
     same_models(states(tmp_path / "m1"), states(tmp_path / "m3"))
     # metrics through Ray match a fresh local computation
-    pipeline.compute_metrics(ray_params, tmp_path / "prepared", tmp_path / "m3",
+    metrics_stage.compute_metrics(ray_params, tmp_path / "prepared", tmp_path / "m3",
                              tmp_path / "r3.csv", tmp_path / "c3.csv", tmp_path / "cells3")
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 1)
-    pipeline.compute_metrics(serial, tmp_path / "prepared", tmp_path / "m1",
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 1)
+    metrics_stage.compute_metrics(serial, tmp_path / "prepared", tmp_path / "m1",
                              tmp_path / "r1.csv", tmp_path / "c1.csv", tmp_path / "cells1")
     assert (tmp_path / "r1.csv").read_text() == (tmp_path / "r3.csv").read_text()
 
 
 def test_results_from_the_store_equal_a_fresh_computation(tmp_path, tiny_params):
     p = tiny(tmp_path, tiny_params, workers=1)
-    pipeline.prepare(p, tmp_path / "prepared")
-    pipeline.train(p, tmp_path / "prepared", tmp_path / "m")
-    pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "a.csv",
+    prepare_stage.prepare(p, tmp_path / "prepared")
+    train_stage.train(p, tmp_path / "prepared", tmp_path / "m")
+    metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "a.csv",
                              tmp_path / "ca.csv", tmp_path / "cells_a")
     first = (tmp_path / "a.csv").read_text()
     # reuse: same table byte for byte
-    pipeline.train(p, tmp_path / "prepared", tmp_path / "m")
-    pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "b.csv",
+    train_stage.train(p, tmp_path / "prepared", tmp_path / "m")
+    metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "b.csv",
                              tmp_path / "cb.csv", tmp_path / "cells_b")
     assert (tmp_path / "b.csv").read_text() == first
     # fresh: an empty store computes the same numbers
     fresh = tiny(tmp_path / "fresh", tiny_params, workers=1)
-    pipeline.train(fresh, tmp_path / "prepared", tmp_path / "m2")
-    pipeline.compute_metrics(fresh, tmp_path / "prepared", tmp_path / "m2", tmp_path / "c.csv",
+    train_stage.train(fresh, tmp_path / "prepared", tmp_path / "m2")
+    metrics_stage.compute_metrics(fresh, tmp_path / "prepared", tmp_path / "m2", tmp_path / "c.csv",
                              tmp_path / "cc.csv", tmp_path / "cells_c")
     assert (tmp_path / "c.csv").read_text() == first
 
@@ -168,19 +170,19 @@ def test_results_from_the_store_equal_a_fresh_computation(tmp_path, tiny_params)
 def test_replaced_models_are_measured_again(tmp_path, tiny_params):
     # a store cell whose model file was replaced together with its checksums: what
     # compute-metrics reports is the new models' metrics, never the old ones'
-    from landscape_taxonomy.store import write_manifest
+    from landscape_taxonomy.cells.store import write_manifest
 
     p = tiny(tmp_path, tiny_params, workers=1)
-    pipeline.prepare(p, tmp_path / "prepared")
-    pipeline.train(p, tmp_path / "prepared", tmp_path / "m")
-    pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "a.csv",
+    prepare_stage.prepare(p, tmp_path / "prepared")
+    train_stage.train(p, tmp_path / "prepared", tmp_path / "m")
+    metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "a.csv",
                              tmp_path / "ca.csv", tmp_path / "cells_a")
     cell = sorted(d for d in (tmp_path / "m").iterdir() if d.is_dir())[0]
     # the second seed's model in place of the first, checksums rewritten to match
     (cell / "seed_0.pt").write_bytes((cell / "seed_1.pt").read_bytes())
     (cell / "checksums.json").unlink()
     write_manifest(cell)
-    pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "b.csv",
+    metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "b.csv",
                              tmp_path / "cb.csv", tmp_path / "cells_b")
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     row = a["cell"] == cell.name
@@ -213,8 +215,8 @@ def test_the_metrics_stage_process_never_imports_torch(tmp_path, tiny_params):
     raw = {**tiny_params, "executor": {**tiny_params["executor"], "workers": 2},
            "store": {"path": str(tmp_path / "store")}}
     params, p = write_params(tmp_path / "params.yaml", raw), parse_params(raw)
-    pipeline.prepare(p, tmp_path / "prepared")
-    pipeline.train(p, tmp_path / "prepared", tmp_path / "models")
+    prepare_stage.prepare(p, tmp_path / "prepared")
+    train_stage.train(p, tmp_path / "prepared", tmp_path / "models")
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "landscape_taxonomy.cli", "metrics",
          "--params", params, "--data", tmp_path / "prepared", "--models", tmp_path / "models",

@@ -14,23 +14,20 @@ import torch
 import yaml
 
 from conftest import shipped_params
-from landscape_taxonomy import grid
-from landscape_taxonomy.config import (
-    DIGITS_CLASSES,
-    DIGITS_TEST_FRACTIONS,
-    MAX_MODELS_PER_CELL,
-    SEED_LIMIT,
-    ConfigError,
-    Params,
+from landscape_taxonomy.cells import grid
+from landscape_taxonomy.config.base import MAX_MODELS_PER_CELL, SEED_LIMIT
+from landscape_taxonomy.config.loading import (
     as_dict,
     load_params,
     load_phase_params,
     parse_params,
     updated,
 )
-from landscape_taxonomy.data import load_digits
+from landscape_taxonomy.config.schema import DIGITS_CLASSES, DIGITS_TEST_FRACTIONS, Params
+from landscape_taxonomy.errors import ConfigError
 from landscape_taxonomy.metrics.cell import curve_seed, hessian_seed, mixup_seed
-from landscape_taxonomy.train import Recipe
+from landscape_taxonomy.training.datasets import load_digits
+from landscape_taxonomy.training.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +49,7 @@ def test_params_yaml_lists_exactly_the_schema_defaults():
     problems += [f"{k}: in the schema, missing from params.yaml" for k in schema.keys()
                  - shipped.keys()]
     problems += [f"{k}: params.yaml has {shipped[k]!r}, the schema's default "
-                 f"(src/landscape_taxonomy/config.py) is {schema[k]!r}"
+                 f"(src/landscape_taxonomy/config/schema.py) is {schema[k]!r}"
                  for k in sorted(shipped.keys() & schema.keys())
                  if shipped[k] != schema[k]  # 1 == True: a bool must stay a bool
                  or isinstance(shipped[k], bool) != isinstance(schema[k], bool)]

@@ -7,8 +7,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import merge
-from landscape_taxonomy import pipeline
-from landscape_taxonomy.config import parse_params
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.pipeline import keys as cell_keys
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import prepare as prepare_stage
+from landscape_taxonomy.pipeline import train as train_stage
 
 pytestmark = pytest.mark.requires_gpu
 
@@ -22,13 +25,13 @@ def test_a_tiny_grid_on_cuda_is_deterministic(tmp_path, tiny_params):
             "train": {"device": "cuda"},
             "store": {"path": str(tmp_path / name / "store")},
             "executor": {"workers": 1}}))
-        pipeline.prepare(p, tmp_path / name / "prepared")
-        pipeline.train(p, tmp_path / name / "prepared", tmp_path / name / "models")
-        pipeline.compute_metrics(p, tmp_path / name / "prepared", tmp_path / name / "models",
+        prepare_stage.prepare(p, tmp_path / name / "prepared")
+        train_stage.train(p, tmp_path / name / "prepared", tmp_path / name / "models")
+        metrics_stage.compute_metrics(p, tmp_path / name / "prepared", tmp_path / name / "models",
                                  tmp_path / name / "m.csv", tmp_path / name / "c.csv",
                                  tmp_path / name / "cells")
         runs.append((tmp_path / name / "m.csv").read_bytes())
-        key = pipeline.runtime_key(p)
+        key = cell_keys.runtime_key(p)
         assert key["gpus"] == [torch.cuda.get_device_name(0)] and key["cudnn"]
     assert runs[0] == runs[1]
     assert not torch.backends.cuda.matmul.allow_tf32

@@ -8,8 +8,9 @@ from torch import nn
 
 from landscape_taxonomy.metrics import curves
 from landscape_taxonomy.metrics.cell import error_with_fresh_bn
-from landscape_taxonomy.models import build_model
-from landscape_taxonomy.train import Recipe, train_model
+from landscape_taxonomy.training.loop import train_model
+from landscape_taxonomy.training.models import build_model
+from landscape_taxonomy.training.recipe import Recipe
 
 
 def test_mc_formula_on_hand_made_error_curves():
@@ -25,7 +26,7 @@ def test_mc_formula_on_hand_made_error_curves():
 
 
 def digits_slice(n=300):
-    from landscape_taxonomy.data import load_digits
+    from landscape_taxonomy.training.datasets import load_digits
     xtr, ytr, *_ = load_digits(0.2, 0)
     return torch.from_numpy(xtr[:n]), torch.from_numpy(ytr[:n])
 

@@ -13,11 +13,18 @@ import pytest
 import yaml
 
 from conftest import merge
-from landscape_taxonomy import custom, grid, pipeline, report
-from landscape_taxonomy.config import ConfigError, parse_params
-from landscape_taxonomy.data import DataError
-from landscape_taxonomy.models import build_model
-from landscape_taxonomy.stacked import stackable
+from landscape_taxonomy.cells import grid
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.errors import ConfigError, DataError
+from landscape_taxonomy.pipeline import keys as cell_keys
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import prepare as prepare_stage
+from landscape_taxonomy.pipeline import running
+from landscape_taxonomy.pipeline import train as train_stage
+from landscape_taxonomy.report import stages as report
+from landscape_taxonomy.training import custom
+from landscape_taxonomy.training.models import build_model
+from landscape_taxonomy.training.stacked import stackable
 
 MODEL = '''
 """A model the project does not ship: Dropout and LayerNorm."""
@@ -61,13 +68,13 @@ def own(tmp_path, tiny_params, monkeypatch):
 @pytest.mark.slow
 def test_own_model_and_data_train_measure_and_classify(own, tmp_path):
     p = parse_params(own)
-    made = pipeline.prepare(p, tmp_path / "prepared")
+    made = prepare_stage.prepare(p, tmp_path / "prepared")
     assert (made["n_train"], made["n_test"], made["n_classes"]) == (300, 100, 3)
     assert made["input_shape"] == [1, 1, 12]
     model = build_model("mymodels:tiny", 2, (1, 1, 12), 3, seed=0)
     assert not stackable(model)  # LayerNorm: one seed at a time, found, not assumed
-    pipeline.train(p, tmp_path / "prepared", tmp_path / "models")
-    table = pipeline.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
+    train_stage.train(p, tmp_path / "prepared", tmp_path / "models")
+    table = metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
                                      tmp_path / "metrics.csv", tmp_path / "curves.csv",
                                      tmp_path / "cells")
     assert len(table) == 4
@@ -90,8 +97,8 @@ def test_vgg11_builds_on_images_and_signals_and_trains(tiny_params, prepared, tm
         "grid": {"load": {"param": "width", "values": [1]},
                  "temperature": {"param": "batch_size", "values": [64]}},
         "store": {"path": str(tmp_path / "store")}}))
-    pipeline.train(p, prepared, tmp_path / "models")
-    table = pipeline.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
+    train_stage.train(p, prepared, tmp_path / "models")
+    table = metrics_stage.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
                                      tmp_path / "c.csv", tmp_path / "cells")
     assert np.isfinite(table[["train_loss", "hessian_top", "hessian_trace", "mc"]]
                        .to_numpy(float)).all()
@@ -99,17 +106,17 @@ def test_vgg11_builds_on_images_and_signals_and_trains(tiny_params, prepared, tm
 
 def test_the_factorys_code_is_in_the_key(own, tmp_path):
     p = parse_params(own)
-    pipeline.prepare(p, tmp_path / "prepared")
-    prep = pipeline._prepared(str(tmp_path / "prepared"))
+    prepare_stage.prepare(p, tmp_path / "prepared")
+    prep = running.load_prepared(str(tmp_path / "prepared"))
     cell = grid.cells(p)[0]
-    before = pipeline.train_key(p, cell, prep)
+    before = cell_keys.train_key(p, cell, prep)
     # a docstring and a comment: the same key
     (tmp_path / "mymodels.py").write_text(MODEL.replace('"""A model', '"""Our model')
                                           .replace("def tiny", "# note\ndef tiny"))
-    assert pipeline.train_key(p, cell, prep) == before
+    assert cell_keys.train_key(p, cell, prep) == before
     # a token: another key (an edit to the factory retrains)
     (tmp_path / "mymodels.py").write_text(MODEL.replace("Dropout(0.1)", "Dropout(0.2)"))
-    assert pipeline.train_key(p, cell, prep) != before
+    assert cell_keys.train_key(p, cell, prep) != before
 
 
 @pytest.mark.parametrize("arch,message", [
@@ -130,5 +137,5 @@ def test_a_path_that_does_not_import_is_refused_before_any_work(own, tmp_path, a
 def test_a_loader_that_returns_the_wrong_thing_says_what(own, tmp_path):
     (tmp_path / "mydata.py").write_text("def load(seed):\n    return 1, 2\n")
     with pytest.raises(DataError, match=r"data.dataset: mydata:load must return \(x_train"):
-        pipeline.prepare(parse_params(own), tmp_path / "prepared")
+        prepare_stage.prepare(parse_params(own), tmp_path / "prepared")
     assert not (tmp_path / "prepared").exists()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape_taxonomy import data
+from landscape_taxonomy.errors import DataError
+from landscape_taxonomy.training import data, datasets
 
 
 def test_realized_noise_rate_within_sampling_error():
@@ -38,7 +39,7 @@ def test_prepare_writes_manifest_and_keeps_test_labels_clean(tmp_path):
                      test_fraction=0.2, seed=0)
     assert m["n_train"] + m["n_test"] == 1797
     prep = data.Prepared(tmp_path / "p")
-    _, ytr, _, yte, _ = data.load_digits(0.2, 0)
+    _, ytr, _, yte, _ = datasets.load_digits(0.2, 0)
     assert torch.equal(prep.y_test, torch.from_numpy(yte))
     n = m["n_train"]
     # any level, named nowhere in advance: the labels noisy_labels draws for it
@@ -67,7 +68,7 @@ def test_pixels_kept_in_their_own_type_load_as_float32_standardized_once(tmp_pat
                  test_fraction=0.2, seed=0)
     stored = torch.load(tmp_path / "p" / "train.pt", weights_only=True)
     assert stored["x"].dtype == torch.uint8 and int(stored["x"].max()) == 16
-    xtr, _, xte, _, _, _ = data.digits_raw(0.2, 0)
+    xtr, _, xte, _, _, _ = datasets.digits_raw(0.2, 0)
     f_tr, f_te = xtr.astype(np.float32) / 16.0, xte.astype(np.float32) / 16.0
     mean = f_tr.mean(axis=(0, 2, 3), keepdims=True)
     std = f_tr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
@@ -84,7 +85,7 @@ def test_digits_read_from_the_file_are_sklearns_own():
     from sklearn.datasets import load_digits
 
     ref = load_digits()
-    images, target = data._digits_arrays()
+    images, target = datasets._digits_arrays()
     assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
 
 
@@ -93,9 +94,9 @@ def test_digits_fall_back_to_sklearns_loader_without_the_file(tmp_path, monkeypa
 
     from sklearn.datasets import load_digits
 
-    monkeypatch.setattr(data.importlib.util, "find_spec",
+    monkeypatch.setattr(datasets.importlib.util, "find_spec",
                         lambda name: SimpleNamespace(submodule_search_locations=[str(tmp_path)]))
-    images, target = data._digits_arrays()
+    images, target = datasets._digits_arrays()
     assert np.array_equal(images, load_digits().images)
 
 
@@ -115,15 +116,15 @@ def test_torchvision_dataset_from_local_files(tmp_path, name, folder):
     for split, n in (("train", 30), ("t10k", 10)):
         write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051)
         write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)), 2049)
-    xtr, ytr, xte, yte, k, scale = data.load_dataset(name, str(tmp_path), False, 0.2, 0)
+    xtr, ytr, xte, yte, k, scale = datasets.load_dataset(name, str(tmp_path), False, 0.2, 0)
     assert xtr.shape == (30, 1, 28, 28) and xte.shape == (10, 1, 28, 28) and k == 10
     # kept as the files hold them: uint8, scaled by 255 when loaded
     assert xtr.dtype == np.uint8 and scale == 255.0 and ytr.dtype == np.int64
 
 
 def test_missing_files_without_download_name_the_files(tmp_path):
-    with pytest.raises(data.DataError, match="cifar-10-batches-py"):
-        data.load_dataset("cifar10", str(tmp_path), False, 0.2, 0)
+    with pytest.raises(DataError, match="cifar-10-batches-py"):
+        datasets.load_dataset("cifar10", str(tmp_path), False, 0.2, 0)
 
 
 # -- MNIST-1D ----------------------------------------------------------------------------
@@ -136,7 +137,7 @@ MNIST1D = {"train_samples": 60, "test_samples": 40, "seed": 42, "max_translation
 def test_mnist1d_is_the_packages_signals_split_by_the_study_seed():
     from mnist1d.data import get_dataset_args, make_dataset
 
-    xtr, ytr, xte, yte, k, scale = data.mnist1d_raw(60, 40, 42, 0)
+    xtr, ytr, xte, yte, k, scale = datasets.mnist1d_raw(60, 40, 42, 0)
     assert (k, scale) == (10, 1.0) and xtr.shape == (60, 1, 1, 40) and xte.shape == (40, 1, 1, 40)
     args = get_dataset_args()
     args.num_samples, args.train_split = 100, 1.0
@@ -146,12 +147,12 @@ def test_mnist1d_is_the_packages_signals_split_by_the_study_seed():
     assert np.array_equal(xte[:, 0, 0], x[perm[:40]]) and np.array_equal(yte, y[perm[:40]])
     assert np.array_equal(xtr[:, 0, 0], x[perm[40:]]) and np.array_equal(ytr, y[perm[40:]])
     # another study seed: the same pool, another split
-    xtr1, _, xte1, _, _, _ = data.mnist1d_raw(60, 40, 42, 1)
+    xtr1, _, xte1, _, _, _ = datasets.mnist1d_raw(60, 40, 42, 1)
     assert not np.array_equal(xte1, xte)
     assert sorted(map(bytes, np.concatenate([xtr1, xte1]))) == \
         sorted(map(bytes, np.concatenate([xtr, xte])))
     # the package's transforms are params: no translation is an easier, other set
-    easy, *_ = data.mnist1d_raw(60, 40, 42, 0, max_translation=1)
+    easy, *_ = datasets.mnist1d_raw(60, 40, 42, 0, max_translation=1)
     assert not np.array_equal(easy, xtr)
 
 

@@ -9,10 +9,14 @@ import math
 import pytest
 import torch
 
-from landscape_taxonomy import pipeline, report
-from landscape_taxonomy.config import ConfigError, parse_params
-from landscape_taxonomy.data import load_digits
-from landscape_taxonomy.train import Recipe, TrainResult, chance_loss, settle_divergence, train_cell
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.errors import ConfigError
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import train as train_stage
+from landscape_taxonomy.report import stages as report
+from landscape_taxonomy.training.datasets import load_digits
+from landscape_taxonomy.training.loop import train_cell
+from landscape_taxonomy.training.recipe import Recipe, TrainResult, chance_loss, settle_divergence
 
 
 def test_chance_is_the_entropy_of_the_labels():
@@ -50,10 +54,10 @@ def test_lr_10_on_the_tiny_grid_is_classified_diverged(tmp_path, tiny_params, pr
     tiny_params["grid"]["temperature"] = {"param": "lr", "values": [10.0]}
     tiny_params["store"]["path"] = str(tmp_path / "store")
     p = parse_params(tiny_params)
-    (entry,) = pipeline.train(p, prepared, tmp_path / "models")
+    (entry,) = train_stage.train(p, prepared, tmp_path / "models")
     info = json.loads((tmp_path / "models" / entry["cell_id"] / "info.json").read_text())
     assert info["diverged"] == [True, True]
-    pipeline.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
+    metrics_stage.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
                              tmp_path / "c.csv", tmp_path / "cells")
     phases = report.classify(tmp_path / "m.csv", tmp_path / "p.csv", None,
                              train_loss_threshold=0.1, mc_threshold=1.0, cka_threshold=0.8)
@@ -72,11 +76,11 @@ def test_a_subset_too_small_to_train_is_refused_before_any_work(tmp_path, tiny_p
                                                                 monkeypatch, patch, message):
     def no_training(**kw):
         raise AssertionError("trained a cell that cannot train")
-    monkeypatch.setattr(pipeline, "train_cell", no_training)
+    monkeypatch.setattr(train_stage, "train_cell", no_training)
     for k, v in patch.items():
         tiny_params[k] = {**tiny_params[k], **v}
     tiny_params["store"]["path"] = str(tmp_path / "store")
     with pytest.raises(ConfigError) as e:
-        pipeline.train(parse_params(tiny_params), prepared, tmp_path / "models")
+        train_stage.train(parse_params(tiny_params), prepared, tmp_path / "models")
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
     assert not (tmp_path / "models").exists()

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import run, shipped_params, write_params
-from landscape_taxonomy.plots import filename
+from landscape_taxonomy.report.figures import filename
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from test_hessian import exact_hessian, tiny_models
 
-from landscape_taxonomy.metrics import density, estimators, hessian
-from landscape_taxonomy.models import build_model
+from landscape_taxonomy.metrics.curvature import density, estimators, hessian
+from landscape_taxonomy.training.models import build_model
 
 
 def setup(which):
@@ -135,7 +135,8 @@ def test_slq_density_mean_estimates_trace_over_n_within_its_exact_spread():
 
 
 def test_api_spectral_density_is_seeded_and_integrates_to_one():
-    from landscape_taxonomy import api, plots
+    from landscape_taxonomy import api
+    from landscape_taxonomy.report.charts import density_chart
     model = build_model("cnn", 1, (1, 8, 8), 10, seed=0).eval()
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(80, 1, 8, 8, generator=g), torch.randint(0, 10, (80,), generator=g)
@@ -143,4 +144,4 @@ def test_api_spectral_density_is_seeded_and_integrates_to_one():
     b = api.spectral_density(model, x, y, steps=15, probes=2, seed=1, samples=50)
     assert a == b and a["samples"] == 50 and len(a["nodes"]) == 30
     assert abs(np.trapezoid(a["density"], a["grid"]) - 1) < 1e-2
-    assert plots.density_chart(a["grid"], a["density"]).to_dict()["mark"]["type"] == "line"
+    assert density_chart(a["grid"], a["density"]).to_dict()["mark"]["type"] == "line"

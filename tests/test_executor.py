@@ -11,25 +11,27 @@ import time
 
 import pytest
 
-from landscape_taxonomy import executor
-from landscape_taxonomy.progress import Progress
+from landscape_taxonomy.cells.executor import settings as executor_settings
+from landscape_taxonomy.cells.executor.run import run_tasks
+from landscape_taxonomy.cells.progress import Progress
+from landscape_taxonomy.errors import ExecutorError
 
 
 def test_one_worker_per_gpu_pinned_and_packed(monkeypatch):
-    monkeypatch.setattr(executor, "_gpu_count", lambda: 2)
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 16)
-    envs = executor.plan_workers("auto", 2, "auto")
+    monkeypatch.setattr(executor_settings, "_gpu_count", lambda: 2)
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 16)
+    envs = executor_settings.plan_workers("auto", 2, "auto")
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "0", "1", "1"]
     assert all(e["LT_TORCH_THREADS"] == "4" for e in envs)
 
 
 def test_cpu_threads_are_divided_among_workers(monkeypatch):
-    monkeypatch.setattr(executor, "_gpu_count", lambda: 0)
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 2)
-    envs = executor.plan_workers(2, 1, "cpu")
+    monkeypatch.setattr(executor_settings, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 2)
+    envs = executor_settings.plan_workers(2, 1, "cpu")
     assert len(envs) == 2 and all(e["LT_TORCH_THREADS"] == "1" for e in envs)
     assert "CUDA_VISIBLE_DEVICES" not in envs[0]
-    assert len(executor.plan_workers("auto", 1, "cpu")) == 2  # one per core
+    assert len(executor_settings.plan_workers("auto", 1, "cpu")) == 2  # one per core
 
 
 def _work(task):
@@ -40,7 +42,7 @@ def _work(task):
 
 def test_a_failing_task_is_reported_and_the_others_finish():
     tasks = [{"n": i, "cell_id": f"c{i}"} for i in range(4)]
-    outs = executor.run_tasks(_work, tasks, workers=1, device="cpu")
+    outs = run_tasks(_work, tasks, workers=1, device="cpu")
     assert [o["ok"] for o in outs] == [True, True, False, True]
     assert outs[3]["result"] == 30 and "boom" in outs[2]["error"]
 
@@ -53,22 +55,22 @@ def _die_on_two(task):
 
 def test_a_worker_that_dies_fails_only_its_cell_and_is_replaced():
     tasks = [{"n": i, "cell_id": f"c{i}"} for i in range(5)]
-    outs = executor.run_tasks(_die_on_two, tasks, workers=2, device="cpu")
+    outs = run_tasks(_die_on_two, tasks, workers=2, device="cpu")
     assert [o["ok"] for o in outs] == [True, True, False, True, True]
     assert [o["result"] for o in outs if o["ok"]] == [0, 10, 30, 40]
     assert "worker died (killed by SIGKILL" in outs[2]["error"] and not outs[2]["user"]
 
 
 def test_a_failed_task_keeps_its_traceback_and_tells_bad_input_from_a_bug():
-    from landscape_taxonomy.config import ConfigError
+    from landscape_taxonomy.errors import ConfigError
 
     def bad_input(task):
         raise ConfigError("grid.seeds: must be an integer >= 1, got 0")
 
-    out = executor.run_tasks(_work, [{"n": 2}], workers=1, device="cpu")[0]
+    out = run_tasks(_work, [{"n": 2}], workers=1, device="cpu")[0]
     assert out["type"] == "RuntimeError" and out["message"] == "boom" and not out["user"]
     assert "Traceback (most recent call last)" in out["trace"] and "_work" in out["trace"]
-    out = executor.run_tasks(bad_input, [{"n": 1}], workers=1, device="cpu")[0]
+    out = run_tasks(bad_input, [{"n": 1}], workers=1, device="cpu")[0]
     assert out["user"] and out["type"] == "ConfigError"
 
 
@@ -88,18 +90,18 @@ def test_a_failed_task_keeps_its_traceback_and_tells_bad_input_from_a_bug():
 def test_settings_that_cannot_work_are_refused_before_any_task(monkeypatch, settings, key):
     settings = dict(settings)
     no_ray = settings.pop("no_ray", False)
-    monkeypatch.setattr(executor, "_gpu_count", lambda: 0)  # a machine without CUDA
-    monkeypatch.setattr(executor, "_has_ray", lambda: not no_ray)
+    monkeypatch.setattr(executor_settings, "_gpu_count", lambda: 0)  # a machine without CUDA
+    monkeypatch.setattr(executor_settings, "_has_ray", lambda: not no_ray)
     ran = []
-    with pytest.raises(executor.ExecutorError, match=f"^{re.escape(key)}: ") as e:
-        executor.run_tasks(ran.append, [{"n": 1}], **{"device": "cpu", **settings})
+    with pytest.raises(ExecutorError, match=f"^{re.escape(key)}: ") as e:
+        run_tasks(ran.append, [{"n": 1}], **{"device": "cpu", **settings})
     assert not ran and "\n" not in str(e.value)
 
 
 def test_more_workers_than_cores_is_allowed(monkeypatch):
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 2)
-    executor.check_settings(workers=16, device="cpu")
-    assert len(executor.plan_workers(16, 1, "cpu")) == 16
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 2)
+    executor_settings.check_settings(workers=16, device="cpu")
+    assert len(executor_settings.plan_workers(16, 1, "cpu")) == 16
 
 
 def _unused_loopback_port() -> int:
@@ -112,8 +114,8 @@ def test_a_ray_address_that_does_not_answer_fails_in_seconds_naming_it():
     pytest.importorskip("ray")
     address = f"127.0.0.1:{_unused_loopback_port()}"
     t0 = time.monotonic()
-    with pytest.raises(executor.ExecutorError) as e:
-        executor.run_tasks(_work, [{"n": 1}], kind="ray", address=address, connect_timeout=1.5,
+    with pytest.raises(ExecutorError) as e:
+        run_tasks(_work, [{"n": 1}], kind="ray", address=address, connect_timeout=1.5,
                            device="cpu")
     assert time.monotonic() - t0 < 10
     assert str(e.value).startswith(f"executor.address: nothing answers at {address} within "
@@ -135,7 +137,7 @@ def test_progress_prints_plain_lines_off_a_terminal():
 
 PROBE = """
 import ctypes, torch
-from landscape_taxonomy import executor
+from landscape_taxonomy.cells.executor.guard import tune_allocator
 
 class Info(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t fields
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
@@ -153,7 +155,7 @@ def mapped_while_holding():  # bytes glibc serves by mmap while a 64 MiB tensor 
 
 x = torch.randn(300, 64, 8, 8, generator=torch.Generator().manual_seed(0))
 before, plain = (x * 3).sum(), mapped_while_holding()
-assert executor.tune_allocator() and executor.tune_allocator()  # takes, idempotent
+assert tune_allocator() and tune_allocator()  # takes, idempotent
 tuned = mapped_while_holding()
 assert torch.equal((x * 3).sum(), before)
 print(plain >= 64 << 20, tuned < 64 << 20)
@@ -180,8 +182,8 @@ def test_tasks_carry_absolute_paths(tmp_path, tiny_params, prepared, monkeypatch
     import shutil
     from pathlib import Path
 
-    from landscape_taxonomy import pipeline
-    from landscape_taxonomy.config import parse_params
+    from landscape_taxonomy.config.loading import parse_params
+    from landscape_taxonomy.pipeline import train as train_stage
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(prepared, "prepared")
@@ -195,8 +197,8 @@ def test_tasks_carry_absolute_paths(tmp_path, tiny_params, prepared, monkeypatch
         seen.extend(tasks)
         raise Planned
 
-    monkeypatch.setattr(pipeline, "_run", run)
+    monkeypatch.setattr(train_stage, "run_cells", run)
     with pytest.raises(Planned):
-        pipeline.train(p, Path("prepared"), Path("models"))
+        train_stage.train(p, Path("prepared"), Path("models"))
     assert seen and all(Path(t.store).is_absolute() and Path(t.prepared).is_absolute()
                         for t in seen)

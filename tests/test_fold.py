@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape_taxonomy.metrics.fold import ConvBN, fold_batchnorm
-from landscape_taxonomy.models import build_model
+from landscape_taxonomy.metrics.curvature.fold import ConvBN, fold_batchnorm
+from landscape_taxonomy.training.models import build_model
 
 
 def with_running_stats(model, x):
@@ -76,7 +76,7 @@ def test_folded_pair_in_train_mode_is_plain_conv_then_batchnorm():
 def test_a_state_for_the_model_drives_the_folded_view():
     from torch.func import functional_call
 
-    from landscape_taxonomy.metrics.fold import folded_names
+    from landscape_taxonomy.metrics.curvature.fold import folded_names
 
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(10, 1, 8, 8, generator=gen, dtype=torch.float64)

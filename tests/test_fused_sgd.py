@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from landscape_taxonomy.optim import FusedSGD
+from landscape_taxonomy.training.optim import FusedSGD
 
 
 @pytest.mark.parametrize("momentum,weight_decay", [(0.9, 5e-4), (0.0, 0.0), (0.9, 0.0)])
@@ -34,7 +34,7 @@ def test_the_same_steps_as_torch_fused_sgd(momentum, weight_decay):
 
 def test_training_a_cell_never_imports_dynamo():
     code = ("import sys, torch\n"
-            "from landscape_taxonomy.recipe import Recipe, sgd\n"
+            "from landscape_taxonomy.training.recipe import Recipe, sgd\n"
             "w = torch.zeros(3, requires_grad=True)\n"
             "opt = sgd([w], Recipe.from_config())\n"
             "(w - 1).square().sum().backward(); opt.step(); opt.zero_grad()\n"

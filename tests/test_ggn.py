@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape_taxonomy.metrics import ggn
 from landscape_taxonomy.metrics.cell import hessian_of_models
-from landscape_taxonomy.models import build_model
+from landscape_taxonomy.metrics.curvature import ggn
+from landscape_taxonomy.training.models import build_model
 
 
 def dense_trace(model, x, y) -> float:

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from landscape_taxonomy.metrics import hessian
 from landscape_taxonomy.metrics.cell import hessian_of
+from landscape_taxonomy.metrics.curvature import hessian
 
 
 def tiny_models():
@@ -99,7 +99,7 @@ def test_probes_per_pass_does_not_change_the_estimate():
 
 def test_agrees_with_pyhessian_on_a_small_cnn():
     pyhessian = pytest.importorskip("pyhessian")
-    from landscape_taxonomy.models import build_model
+    from landscape_taxonomy.training.models import build_model
 
     model = build_model("cnn", 2, (1, 8, 8), 10, seed=0).double()
     model.train()
@@ -146,7 +146,7 @@ def test_repeats_report_spread_and_sample_all():
 @pytest.mark.parametrize("arch", ["cnn", "mlp", "resnet18"])
 def test_stacked_models_give_each_model_its_own_estimates(arch):
     from landscape_taxonomy.metrics.cell import hessian_of_models
-    from landscape_taxonomy.models import build_model
+    from landscape_taxonomy.training.models import build_model
 
     x = torch.randn(48, 1, 8, 8, generator=torch.Generator().manual_seed(0)).double()
     y = torch.randint(0, 10, (48,), generator=torch.Generator().manual_seed(1))

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from conftest import TINY_OVERRIDES, env_with_venv, merge, run, shipped_params, write_params
-from landscape_taxonomy import pipeline
-from landscape_taxonomy.config import parse_params
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.pipeline import prepare as prepare_stage
 
 CLI = [sys.executable, "-m", "landscape_taxonomy.cli"]
 DVC = [sys.executable, "-m", "dvc"]
@@ -41,7 +41,7 @@ def grid_params(store: Path, **executor) -> dict:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "data"
-    pipeline.prepare(parse_params(grid_params(Path("unused"))), out)
+    prepare_stage.prepare(parse_params(grid_params(Path("unused"))), out)
     return out
 
 
@@ -212,18 +212,19 @@ time.sleep(600)
 
 CLIENT = """
 import sys
-from landscape_taxonomy import executor
+from landscape_taxonomy.cells.executor.run import run_tasks
+from landscape_taxonomy.errors import ExecutorError
 
 def double(task):
     return 2 * task["n"]
 
-outs = executor.run_tasks(double, [{"n": i} for i in range(3)], kind="ray",
-                          address=sys.argv[1], connect_timeout=60, device="cpu")
+outs = run_tasks(double, [{"n": i} for i in range(3)], kind="ray",
+                 address=sys.argv[1], connect_timeout=60, device="cpu")
 print([o["result"] for o in outs])
 try:
-    executor.run_tasks(double, [{"n": 1}], kind="ray", address=sys.argv[1], num_cpus=4,
-                       device="cpu")
-except executor.ExecutorError as e:
+    run_tasks(double, [{"n": 1}], kind="ray", address=sys.argv[1], num_cpus=4,
+              device="cpu")
+except ExecutorError as e:
     print(e)
 """
 

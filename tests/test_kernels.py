@@ -6,8 +6,13 @@ import os
 
 import pytest
 
-from landscape_taxonomy import executor, grid, kernels, pipeline
-from landscape_taxonomy.config import ConfigError, parse_params
+from landscape_taxonomy.cells import grid, kernels
+from landscape_taxonomy.cells.executor import settings as executor_settings
+from landscape_taxonomy.cells.executor.run import run_tasks
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.errors import ConfigError
+from landscape_taxonomy.pipeline import keys as cell_keys
+from landscape_taxonomy.pipeline import running
 
 AVX2 = ("x86_64", "GenuineIntel", frozenset({"sse2", "avx2", "fma"}))
 AVX512 = ("x86_64", "GenuineIntel", frozenset({"sse2", "avx2", "fma", "avx512f", "avx512bw",
@@ -76,14 +81,14 @@ def test_the_kernels_are_in_the_cell_keys_on_cpu_only(on_cpu, tiny_params, prepa
     on_cpu(AVX512)
     portable, native = _with_train(tiny_params), _with_train(tiny_params, cpu_kernels="native")
     (cell, *_) = grid.cells(portable)
-    prep = pipeline._prepared(str(prepared))
-    key = pipeline.train_key(portable, cell, prep)
-    assert key != pipeline.train_key(native, cell, prep)
+    prep = running.load_prepared(str(prepared))
+    key = cell_keys.train_key(portable, cell, prep)
+    assert key != cell_keys.train_key(native, cell, prep)
     entry = {"key": "k"}
-    assert pipeline.metrics_key(portable, entry) != pipeline.metrics_key(native, entry)
+    assert cell_keys.metrics_key(portable, entry) != cell_keys.metrics_key(native, entry)
     on_cpu(AVX2)  # another AVX2 machine: the same portable cells
-    assert pipeline.train_key(portable, cell, prep) == key
-    assert pipeline.kernels_key(_with_train(tiny_params, device="cuda")) is None  # GPU kernels
+    assert cell_keys.train_key(portable, cell, prep) == key
+    assert cell_keys.kernels_key(_with_train(tiny_params, device="cuda")) is None  # GPU kernels
 
 
 def test_apply_sets_the_pins_and_native_takes_them_back(on_cpu):
@@ -119,18 +124,18 @@ def _environment(task):
 
 
 def test_local_workers_start_with_the_settings(monkeypatch):
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 2)
     env = dict(kernels.PORTABLE_ENV)
     for k in env:
         monkeypatch.delenv(k, raising=False)  # only what run_tasks hands them
     tasks = [{"cell_id": f"c{i}"} for i in range(2)]
-    outs = executor.run_tasks(_environment, tasks, workers=2, device="cpu", env=env)
+    outs = run_tasks(_environment, tasks, workers=2, device="cpu", env=env)
     assert [o["result"] for o in outs] == [env, env]
 
 
 _NUMPY_FEATURES = """
 import json, os, sys
-from landscape_taxonomy.cli import one_line_errors  # what wraps every command
+from landscape_taxonomy.cli.common import one_line_errors  # what wraps every command
 
 
 def probe():
@@ -177,5 +182,5 @@ def test_ray_tasks_start_with_the_settings_though_the_driver_lacks_them(monkeypa
     for k in env:
         monkeypatch.delenv(k, raising=False)  # a local instance would inherit them otherwise
     names = sorted(env)
-    outs = executor.run_tasks(os.getenv, names, kind="ray", device="cpu", num_cpus=1, env=env)
+    outs = run_tasks(os.getenv, names, kind="ray", device="cpu", num_cpus=1, env=env)
     assert [o["result"] for o in outs] == [env[k] for k in names]

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import torch
 
-from landscape_taxonomy import executor, grid, pipeline
-from landscape_taxonomy.config import parse_params
-from landscape_taxonomy.data import noise_key
-from landscape_taxonomy.train import TrainResult
+from landscape_taxonomy.cells import grid
+from landscape_taxonomy.cells.executor import settings as executor_settings
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.pipeline import keys as cell_keys
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import running
+from landscape_taxonomy.pipeline import train as train_stage
+from landscape_taxonomy.training.data import noise_key
+from landscape_taxonomy.training.recipe import TrainResult
 
 
 def params(tiny_params, tmp_path, load=None, temperature=None, **store):
@@ -55,10 +60,10 @@ def test_values_that_differ_past_six_digits_get_distinct_exact_ids(tiny_params, 
 
 def test_close_grid_values_are_two_cells_in_the_output(tiny_params, tmp_path, monkeypatch,
                                                        prepared):
-    monkeypatch.setattr(pipeline, "train_cell", fake_training)
+    monkeypatch.setattr(train_stage, "train_cell", fake_training)
     p = params(tiny_params, tmp_path, {"param": "width", "values": [2]},
                {"param": "lr", "values": [0.1000001, 0.1000002]})
-    entries = pipeline.train(p, prepared, tmp_path / "models")
+    entries = train_stage.train(p, prepared, tmp_path / "models")
     folders = sorted(d.name for d in (tmp_path / "models").iterdir() if d.is_dir())
     assert folders == sorted(e["cell_id"] for e in entries) and len(folders) == 2
 
@@ -71,8 +76,8 @@ def tree(folder: Path) -> dict:
 
 
 def outputs(p, prepared, out: Path) -> dict:
-    pipeline.train(p, prepared, out / "models")
-    pipeline.compute_metrics(p, prepared, out / "models", out / "metrics.csv",
+    train_stage.train(p, prepared, out / "models")
+    metrics_stage.compute_metrics(p, prepared, out / "models", out / "metrics.csv",
                              out / "curves.csv", out / "cells")
     return {"models": tree(out / "models"), "cells": tree(out / "cells"),
             "metrics.csv": (out / "metrics.csv").read_bytes()}
@@ -114,21 +119,21 @@ def test_outputs_dvc_hashes_are_byte_identical_run_after_run(tiny_params, tmp_pa
 
 def test_the_thread_count_is_in_the_key_and_pinned_wherever_the_cell_runs(
         tiny_params, tmp_path, prepared, monkeypatch):
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 4)
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 4)
     one_cell = ({"param": "width", "values": [2]}, {"param": "batch_size", "values": [64]})
     tiny_params["executor"]["workers"] = 1  # 4 threads
     p1 = params(tiny_params, tmp_path / "a", *one_cell)
     tiny_params["executor"]["workers"] = 2  # 2 threads each
     p2 = params(tiny_params, tmp_path / "a", *one_cell)
     (cell,) = grid.cells(p1)
-    prep = pipeline._prepared(str(prepared))
-    assert pipeline.train_key(p1, cell, prep) != pipeline.train_key(p2, cell, prep)
-    entry = {"key": pipeline.train_key(p1, cell, prep)}
-    assert pipeline.metrics_key(p1, entry) != pipeline.metrics_key(p2, entry)
+    prep = running.load_prepared(str(prepared))
+    assert cell_keys.train_key(p1, cell, prep) != cell_keys.train_key(p2, cell, prep)
+    entry = {"key": cell_keys.train_key(p1, cell, prep)}
+    assert cell_keys.metrics_key(p1, entry) != cell_keys.metrics_key(p2, entry)
 
     # One cell runs in this process: it computes with its planned count (1 on a 1-core
     # plan), not with whatever this process was set to, so the models are the same.
-    monkeypatch.setattr(executor, "_cpu_count", lambda: 1)
+    monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 1)
     tiny_params["executor"]["workers"] = 1
     old = torch.get_num_threads()
     models = {}
@@ -136,7 +141,7 @@ def test_the_thread_count_is_in_the_key_and_pinned_wherever_the_cell_runs(
         for ambient in (2, 1):
             torch.set_num_threads(ambient)
             p = params(tiny_params, tmp_path / f"t{ambient}", *one_cell)
-            pipeline.train(p, prepared, tmp_path / f"t{ambient}" / "models")
+            train_stage.train(p, prepared, tmp_path / f"t{ambient}" / "models")
             models[ambient] = tree(tmp_path / f"t{ambient}" / "models")
             assert torch.get_num_threads() == ambient  # handed back as it was
     finally:
@@ -148,19 +153,19 @@ def test_the_thread_count_is_in_the_key_and_pinned_wherever_the_cell_runs(
 # -- what the code hash reads ------------------------------------------------------------
 
 def test_a_docstring_or_comment_edit_keeps_every_key_and_a_token_changes_it(tmp_path):
-    from landscape_taxonomy import deps
+    from landscape_taxonomy.cells import code_hash
 
-    src = deps.package().root
+    src = code_hash.package().root
     pkg = tmp_path / "landscape_taxonomy"
     import shutil
     shutil.copytree(src, pkg, ignore=shutil.ignore_patterns("__pycache__"))
 
     def key():
-        return deps.Package(pkg).code_hash([deps.parse_entry(e) for e in grid.TRAIN_CODE],
-                                           exclude=grid.NO_NUMBERS)
+        return code_hash.Package(pkg).code_hash(
+            [code_hash.parse_entry(e) for e in grid.TRAIN_CODE], exclude=grid.NO_NUMBERS)
 
     before = key()
-    recipe = pkg / "recipe.py"
+    recipe = pkg / "training" / "recipe.py"
     text = recipe.read_text()
     doc = '    """The one divergence rule, for every training path:'
     line = "    r.diverged = not kept < chance"
@@ -180,9 +185,9 @@ def test_the_libraries_are_in_both_keys(tiny_params, tmp_path, prepared, monkeyp
     p = params(tiny_params, tmp_path / "a", {"param": "width", "values": [2]},
                {"param": "batch_size", "values": [64]})
     (cell,) = grid.cells(p)
-    prep = pipeline._prepared(str(prepared))
-    train, metrics = pipeline.train_key(p, cell, prep), pipeline.metrics_key(p, {"key": "k"})
+    prep = running.load_prepared(str(prepared))
+    train, metrics = cell_keys.train_key(p, cell, prep), cell_keys.metrics_key(p, {"key": "k"})
     real = md.version
     monkeypatch.setattr(md, "version", lambda d: "0.0.1" if d == "torch" else real(d))
-    assert pipeline.train_key(p, cell, prep) != train
-    assert pipeline.metrics_key(p, {"key": "k"}) != metrics
+    assert cell_keys.train_key(p, cell, prep) != train
+    assert cell_keys.metrics_key(p, {"key": "k"}) != metrics

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landscape_taxonomy.phases import accuracy_se, classify, classify_row, lead, summarize
+from landscape_taxonomy.report.phases import accuracy_se, classify, classify_row, lead, summarize
 
 TH = {"train_loss_threshold": 0.1, "mc_threshold": 1.0, "cka_threshold": 0.8}
 

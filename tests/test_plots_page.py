@@ -59,7 +59,7 @@ def test_plots_page_draws_offline_in_numeric_order(project):
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium (apt-get install chromium)")
 def test_a_plot_that_cannot_be_drawn_says_so(tmp_path):
-    from landscape_taxonomy.plots_page import page
+    from landscape_taxonomy.report.plots_page import page
 
     bad = tmp_path / "index.html"
     div = ('<div id="p1"><script>vegaEmbed("#p1", {"$schema": '

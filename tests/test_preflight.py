@@ -11,9 +11,12 @@ import pytest
 import yaml
 
 from conftest import ROOT, merge, shipped_params
-from landscape_taxonomy import pipeline, preflight
-from landscape_taxonomy.config import ConfigError, parse_params
-from landscape_taxonomy.data import subset_size
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.errors import ConfigError
+from landscape_taxonomy.pipeline import check_params as preflight
+from landscape_taxonomy.pipeline import checks, running
+from landscape_taxonomy.pipeline import train as train_stage
+from landscape_taxonomy.training.data import subset_size
 
 
 def check(tmp_path, params: dict, *extra):
@@ -82,15 +85,15 @@ def test_a_slip_that_would_train_the_wrong_thing_is_refused(tmp_path, text, mess
 
 def test_a_batch_larger_than_the_training_set_is_refused_before_training(
         prepared, tiny_params, tmp_path):
-    prep = pipeline._prepared(str(prepared))
+    prep = running.load_prepared(str(prepared))
     n = subset_size(prep.n_train, tiny_params["data"]["subset"])  # the tiny grid's: 359
     p = parse_params(merge(tiny_params, {"grid": {"temperature": {
         "param": "batch_size", "values": [32, n + 1]}}}))
     with pytest.raises(ConfigError, match=rf"^grid.temperature.values: batch_size {n + 1} is "
                                           rf"larger than the {n} training samples"):
-        pipeline.train(p, prepared, tmp_path / "models")
+        train_stage.train(p, prepared, tmp_path / "models")
     assert not (tmp_path / "models").exists()
     q = parse_params(merge(tiny_params, {"data": {"subset": 0.5},
                                          "metrics": {"curve": {"batch_size": 800}}}))
     with pytest.raises(ConfigError, match=r"^metrics.curve.batch_size: 800 is larger than the 719"):
-        pipeline.check_batch_sizes(q, prep, "metrics", [0.5])
+        checks.check_batch_sizes(q, prep, "metrics", [0.5])

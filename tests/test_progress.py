@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from landscape_taxonomy.progress import Progress
+from landscape_taxonomy.cells.progress import Progress
 
 
 class Terminal(io.StringIO):

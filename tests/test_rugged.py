@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from landscape_taxonomy import rugged
-from landscape_taxonomy.config import ConfigError, parse_params
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ import torch
 from test_hessian import exact_hessian
 from torch import nn
 
-from landscape_taxonomy.metrics import hessian, second_order
-from landscape_taxonomy.models import SmallCNN, build_model
+from landscape_taxonomy.metrics.curvature import hessian, second_order
+from landscape_taxonomy.training.models import SmallCNN, build_model
 
 
 def with_running_stats(model, x):
@@ -164,7 +164,8 @@ def test_rejects_a_model_in_train_mode():
 
 def test_the_engine_setting_reaches_the_products(monkeypatch):
     # metrics.hessian.engine, through api.hessian as through the pipeline's cell_metrics
-    from landscape_taxonomy import api, config
+    from landscape_taxonomy import api
+    from landscape_taxonomy.errors import ConfigError
 
     made = []
     real = hessian.HVP
@@ -180,6 +181,6 @@ def test_the_engine_setting_reaches_the_products(monkeypatch):
     assert [h.second_order is not None for h in made] == [True, False]
     for key in ("top", "trace"):
         assert out["auto"][key] == pytest.approx(out["autograd"][key], rel=1e-3)
-    with pytest.raises(config.ConfigError, match="metrics.hessian.engine: must be auto or "
+    with pytest.raises(ConfigError, match="metrics.hessian.engine: must be auto or "
                                                   "autograd"):
         api.hessian(model, x, y, engine="jax")

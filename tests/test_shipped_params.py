@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, merge, run
-from landscape_taxonomy.cli import has_key
-from landscape_taxonomy.config import ConfigError, parse_params, read_yaml
+from landscape_taxonomy.cli.check_params import has_key
+from landscape_taxonomy.config.loading import parse_params, read_yaml
+from landscape_taxonomy.errors import ConfigError, DataError
 
 SHIPPED = sorted(ROOT.glob("params*.yaml"))
 
@@ -146,13 +147,13 @@ def test_check_params_passes_every_shipped_file_against_the_repository_dvc_yaml(
 BACKWARD = """
 import sys
 
-from landscape_taxonomy import kernels
+from landscape_taxonomy.cells import kernels
 
 kernels.apply("portable")  # as every stage process does (train.cpu_kernels: portable)
 import torch
 
 torch.set_num_threads(1)  # as each local worker where workers: auto gives one per core
-from landscape_taxonomy.models import build_model, fast_layout
+from landscape_taxonomy.training.models import build_model, fast_layout
 
 for width in map(int, sys.argv[1:]):
     model = build_model("resnet18", width, [3, 32, 32], 10, seed=0)
@@ -246,8 +247,9 @@ def digests(folder: Path) -> dict:
 def test_paper_params_run_end_to_end_with_their_size_cut(project, monkeypatch):
     from torchvision.datasets import CIFAR10
 
-    from landscape_taxonomy import data, pipeline
-    from landscape_taxonomy.config import load_params
+    from landscape_taxonomy.config.loading import load_params
+    from landscape_taxonomy.pipeline import prepare as prepare_stage
+    from landscape_taxonomy.training import datasets
 
     t0 = time.monotonic()
     monkeypatch.chdir(project)
@@ -257,14 +259,14 @@ def test_paper_params_run_end_to_end_with_their_size_cut(project, monkeypatch):
     # here instead, by the pipeline's own prepare reading these files through torchvision
     # with that check off in this process only; the stage processes are not patched:
     # prepare-noisy-data finds the folder made from the same inputs and code and keeps it
-    # (pipeline.prepare), and everything from train-grid on runs as shipped.
-    with pytest.raises(data.DataError, match="cifar-10-batches-py"):
-        data.load_torchvision("cifar10", "data/raw", False)
+    # (prepare_stage.prepare), and everything from train-grid on runs as shipped.
+    with pytest.raises(DataError, match="cifar-10-batches-py"):
+        datasets.load_torchvision("cifar10", "data/raw", False)
     with monkeypatch.context() as m:
         for name in ("train_list", "test_list"):
             m.setattr(CIFAR10, name, [[f, None] for f, _ in getattr(CIFAR10, name)])
         m.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": None})
-        made = pipeline.prepare(load_params("params.yaml"), Path("data/prepared"))
+        made = prepare_stage.prepare(load_params("params.yaml"), Path("data/prepared"))
     assert made["dataset"] == "cifar10" and made["input_shape"] == [3, 32, 32]
     assert (made["n_train"], made["n_test"]) == (5 * CIFAR_TRAIN, CIFAR_TEST)
     assert made["pixels"] == {"dtype": "uint8", "scale": 255.0}

@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from landscape_taxonomy.metrics.similarity import (
-    gram_cka,
-    l2_distance,
-    linear_cka,
-    mixup_points,
-)
+from landscape_taxonomy.metrics.similarity import gram_cka, l2_distance, linear_cka, mixup_points
 
 
 def feats(n=50, d=6, seed=0):

@@ -13,13 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from landscape_taxonomy import cli, grid, pipeline
-from landscape_taxonomy.config import ConfigError, parse_params
-from landscape_taxonomy.io import atomic_dir, atomic_write_text
-from landscape_taxonomy.report import CONTRACT
-from landscape_taxonomy.store import MANIFEST, CellStore, CorruptCell
-from landscape_taxonomy.tasks import TrainTask
-from landscape_taxonomy.train import TrainResult
+from landscape_taxonomy.cells import grid
+from landscape_taxonomy.cells.io import atomic_dir, atomic_write_text
+from landscape_taxonomy.cells.store import MANIFEST, CellStore
+from landscape_taxonomy.cells.tasks import TrainTask
+from landscape_taxonomy.cli.compute import train_command
+from landscape_taxonomy.config.loading import parse_params
+from landscape_taxonomy.errors import ConfigError, CorruptCell, DataError
+from landscape_taxonomy.pipeline import keys as cell_keys
+from landscape_taxonomy.pipeline import metrics as metrics_stage
+from landscape_taxonomy.pipeline import running
+from landscape_taxonomy.pipeline import train as train_stage
+from landscape_taxonomy.report.stages import CONTRACT
+from landscape_taxonomy.training.recipe import TrainResult
 
 
 @pytest.fixture
@@ -114,8 +120,8 @@ def test_bit_flip_and_truncation_in_the_store_are_recomputed_not_copied(
     p = one_cell(tiny_params, tmp_path / "store")
     store = tmp_path / "store"
     args = ("m.csv", "c.csv", "cells")
-    pipeline.train(p, prepared, tmp_path / "models")
-    pipeline.compute_metrics(p, prepared, tmp_path / "models", *[tmp_path / a for a in args])
+    train_stage.train(p, prepared, tmp_path / "models")
+    metrics_stage.compute_metrics(p, prepared, tmp_path / "models", *[tmp_path / a for a in args])
     models = files(tmp_path / "models")
     table = (tmp_path / "m.csv").read_text()
 
@@ -123,8 +129,9 @@ def test_bit_flip_and_truncation_in_the_store_are_recomputed_not_copied(
     result = only_cell(store, "metrics") / "result.json"
     result.write_bytes(result.read_bytes()[:-100])
     capsys.readouterr()
-    pipeline.train(p, prepared, tmp_path / "models2")
-    pipeline.compute_metrics(p, prepared, tmp_path / "models2", *[tmp_path / f"2{a}" for a in args])
+    train_stage.train(p, prepared, tmp_path / "models2")
+    metrics_stage.compute_metrics(p, prepared, tmp_path / "models2",
+                                  *[tmp_path / f"2{a}" for a in args])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning")]
     assert len(err) == 2, err
     assert "train cell width=2__batch_size=64" in err[0] and "seed_0.pt" in err[0]
@@ -138,7 +145,7 @@ def test_corrupt_cell_with_on_corrupt_error_stops_the_stage_before_any_work(
         tmp_path, prepared, tiny_params, monkeypatch, capsys):
     p = one_cell(tiny_params, tmp_path / "store", on_corrupt="error")
     (cell,) = grid.cells(p)
-    key = pipeline.train_key(p, cell, pipeline._prepared(str(prepared)))
+    key = cell_keys.train_key(p, cell, running.load_prepared(str(prepared)))
     store = CellStore(p.store.path)
     with store.writer("train", key) as tmp:
         (tmp / "info.json").write_text("{}")
@@ -146,11 +153,11 @@ def test_corrupt_cell_with_on_corrupt_error_stops_the_stage_before_any_work(
 
     def no_training(**kw):
         raise AssertionError("trained although the store is corrupt")
-    monkeypatch.setattr(pipeline, "train_cell", no_training)
+    monkeypatch.setattr(train_stage, "train_cell", no_training)
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps({**tiny_params}))
     with pytest.raises(SystemExit) as e:
-        cli.train_command(params=params, data=prepared, out=tmp_path / "models")
+        train_command(params=params, data=prepared, out=tmp_path / "models")
     assert e.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: store {store.root}: train cell "
@@ -161,10 +168,10 @@ def test_corrupt_cell_with_on_corrupt_error_stops_the_stage_before_any_work(
 def test_compute_metrics_refuses_a_models_folder_that_differs_from_its_checksums(
         tmp_path, prepared, tiny_params):
     p = one_cell(tiny_params, tmp_path / "store")
-    pipeline.train(p, prepared, tmp_path / "models")
+    train_stage.train(p, prepared, tmp_path / "models")
     flip_bit(tmp_path / "models" / "width=2__batch_size=64" / "seed_1.pt")
-    with pytest.raises(pipeline.DataError, match="seed_1.pt does not match its checksum"):
-        pipeline.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
+    with pytest.raises(DataError, match="seed_1.pt does not match its checksum"):
+        metrics_stage.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
                                  tmp_path / "c.csv", tmp_path / "cells")
     assert not (tmp_path / "cells").exists()
 
@@ -175,12 +182,12 @@ def test_two_runs_sharing_a_store_train_a_cell_once(tmp_path, prepared, tiny_par
                                                    monkeypatch):
     p = one_cell(tiny_params, tmp_path / "store")
     (cell,) = grid.cells(p)
-    key = pipeline.train_key(p, cell, pipeline._prepared(str(prepared)))
+    key = cell_keys.train_key(p, cell, running.load_prepared(str(prepared)))
     task = TrainTask(key=key, cell_id=cell.cell_id, store=str(tmp_path / "store"),
                      on_corrupt="recompute", prepared=str(prepared), device="cpu",
-                     vectorize=False, threads=1, kernels=pipeline.kernels_key(p),
+                     vectorize=False, threads=1, kernels=cell_keys.kernels_key(p),
                      cell=cell.train_config(),
-                     recipe=asdict(pipeline.recipe_of(p, cell)))
+                     recipe=asdict(cell_keys.recipe_of(p, cell)))
     calls = []
 
     def slow_training(**kw):
@@ -188,12 +195,12 @@ def test_two_runs_sharing_a_store_train_a_cell_once(tmp_path, prepared, tiny_par
         time.sleep(0.5)
         return [TrainResult(state={"w": torch.ones(2) * s}, log=[{"epoch": 1}], epochs=1,
                             best_epoch=1) for s in kw["seeds"]]
-    monkeypatch.setattr(pipeline, "train_cell", slow_training)
+    monkeypatch.setattr(train_stage, "train_cell", slow_training)
     out, errors = [], []
 
     def run():  # flock works per open file, so two threads lock like two processes
         try:
-            out.append(pipeline.train_task(task))
+            out.append(train_stage.train_task(task))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -250,7 +257,7 @@ def test_a_stage_output_left_half_written_by_a_killed_run_is_cleared_by_the_next
     import subprocess
     import sys
     target = tmp_path / "models"
-    code = ("import sys, time; from pathlib import Path; from landscape_taxonomy.io import "
+    code = ("import sys, time; from pathlib import Path; from landscape_taxonomy.cells.io import "
             "atomic_dir\nwith atomic_dir(Path(sys.argv[1])) as tmp:\n"
             "    (tmp / 'seed_0.pt').write_text('half'); print('in', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE,
@@ -308,8 +315,8 @@ def test_store_path_is_checked_before_any_work(tmp_path, tiny_params, monkeypatc
     (tmp_path / "models" / "keep").write_text("a finished cell")
     tiny_params["store"]["path"] = path
     p = parse_params(tiny_params)
-    for run in (lambda: pipeline.train(p, Path("data/prepared"), Path("models")),
-                lambda: pipeline.compute_metrics(p, Path("data/prepared"), Path("models"),
+    for run in (lambda: train_stage.train(p, Path("data/prepared"), Path("models")),
+                lambda: metrics_stage.compute_metrics(p, Path("data/prepared"), Path("models"),
                                                  Path("reports/metrics.csv"),
                                                  Path("reports/curves.csv"),
                                                  Path("reports/cells"))):

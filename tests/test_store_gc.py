@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run, write_params
-from landscape_taxonomy import cli
-from landscape_taxonomy.store import CellStore
+from landscape_taxonomy.cells.store import CellStore
+from landscape_taxonomy.cli.store import store_command
 
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -91,7 +91,7 @@ def cells(repo: Path) -> set[str]:
 
 def gc(repo: Path, dry_run: bool, capsys) -> str:
     capsys.readouterr()
-    cli.store_command("gc", params=repo / "params.yaml", dry_run=dry_run)
+    store_command("gc", params=repo / "params.yaml", dry_run=dry_run)
     return capsys.readouterr().out
 
 
@@ -121,7 +121,7 @@ def test_gc_reads_what_git_tracks_from_git(repo, capsys):
 
 def test_the_projects_uncached_outputs_are_known_to_gc():
     # every `cache: false` output of the real dvc.yaml is read from git, not asked of the cache
-    from landscape_taxonomy.store_gc import uncached_outputs
+    from landscape_taxonomy.cells.store_gc import uncached_outputs
 
     real = uncached_outputs((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
     assert {"reports/summary.json", "reports/findings.json", "reports/findings_detail.json",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landscape_taxonomy.plots import filename
+from landscape_taxonomy.report.figures import filename
 
 PAPER = Path(__file__).parent / "data" / "paper_resnet18_width_batch.csv"
 
@@ -111,12 +111,12 @@ def test_figure_files_keep_vl_converts_pixels_in_fewer_bytes(foreign, tmp_path):
     from altair.utils.mimebundle import vl_version_for_vl_convert
     from PIL import Image
 
-    from landscape_taxonomy import plots
-    from landscape_taxonomy.tables import read_table
+    from landscape_taxonomy.report import charts, figures
+    from landscape_taxonomy.report.tables import read_table
 
     df = read_table(foreign, load_col="width", temperature_col="batch_size")
-    chart = plots.metric_heatmap(df, "cka")
-    svg, png = plots.save(chart, tmp_path, "cka")
+    chart = charts.metric_heatmap(df, "cka")
+    svg, png = figures.save(chart, tmp_path, "cka")
     # what vl-convert makes of the chart as altair gives it (ARIA labels on)
     raw_svg = vlc.vegalite_to_svg(chart.to_dict(), vl_version=vl_version_for_vl_convert())
     raw = vlc.svg_to_png(raw_svg, scale=2, ppi=72)
@@ -132,7 +132,7 @@ def test_plot_draws_cell_densities_and_skips_a_header_only_table(tmp_path):
     # the pipeline's density.csv, one cell per grid point, and method pyhessian's (no rows)
     import numpy as np
 
-    from landscape_taxonomy import report
+    from landscape_taxonomy.report import stages as report
 
     metrics = tmp_path / "metrics.csv"
     metrics.write_text(ROWS)
@@ -152,13 +152,13 @@ def test_plot_draws_cell_densities_and_skips_a_header_only_table(tmp_path):
 def test_a_figure_is_the_same_bytes_whatever_was_drawn_before(foreign, tmp_path):
     # vl-convert's gradient ids count every conversion in the process; a colour legend drawn
     # twice must still give one file
-    from landscape_taxonomy import plots
-    from landscape_taxonomy.tables import read_table
+    from landscape_taxonomy.report import charts, figures
+    from landscape_taxonomy.report.tables import read_table
 
     df = read_table(foreign, load_col="width", temperature_col="batch_size")
-    first, _ = plots.save(plots.metric_heatmap(df, "cka"), tmp_path / "a", "cka")
-    plots.save(plots.metric_heatmap(df, "l2"), tmp_path / "b", "l2")
-    again, _ = plots.save(plots.metric_heatmap(df, "cka"), tmp_path / "c", "cka")
+    first, _ = figures.save(charts.metric_heatmap(df, "cka"), tmp_path / "a", "cka")
+    figures.save(charts.metric_heatmap(df, "l2"), tmp_path / "b", "l2")
+    again, _ = figures.save(charts.metric_heatmap(df, "cka"), tmp_path / "c", "cka")
     assert "gradient_" in first.read_text()
     assert first.read_bytes() == again.read_bytes()
 
@@ -199,14 +199,14 @@ def test_a_bug_of_ours_is_an_internal_error_with_its_traceback_kept(tmp_path, mo
     # a numpy-style ValueError from deep in our code is not the user's bad input
     from typer.testing import CliRunner
 
-    from landscape_taxonomy import cli as cli_mod
-    from landscape_taxonomy import phases
+    from landscape_taxonomy.cli.app import app
+    from landscape_taxonomy.report import phases
 
     def summarize(*a, **k):
         raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
 
     monkeypatch.setattr(phases, "summarize", summarize)
-    res = CliRunner().invoke(cli_mod.app, ["classify", str(PAPER), "--out",
+    res = CliRunner().invoke(app, ["classify", str(PAPER), "--out",
                                            str(tmp_path / "p.csv")])
     assert res.exit_code == 1
     (line,) = res.stderr.splitlines()
@@ -219,7 +219,7 @@ def test_a_bug_of_ours_is_an_internal_error_with_its_traceback_kept(tmp_path, mo
     # while a table the user got wrong stays their error: one line, exit 2
     bad = tmp_path / "bad.csv"
     bad.write_text("load,temperature,train_loss\n1,16,0.5\n")
-    res = CliRunner().invoke(cli_mod.app, ["classify", str(bad)])
+    res = CliRunner().invoke(app, ["classify", str(bad)])
     assert res.exit_code == 2 and res.stderr == f"error: table {bad}: missing column(s) mc, cka\n"
 
 

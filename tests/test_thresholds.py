@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landscape_taxonomy import report, thresholds
-from landscape_taxonomy.config import ConfigError
-from landscape_taxonomy.phases import classify
+from landscape_taxonomy.errors import ConfigError
+from landscape_taxonomy.report import stages as report
+from landscape_taxonomy.report import thresholds
+from landscape_taxonomy.report.phases import classify
 
 PAPER = Path(__file__).parent / "data" / "paper_resnet18_width_batch.csv"
 # The paper's figure, as DESIGN.md tabulates it from the released metrics: cells per

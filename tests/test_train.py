@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landscape_taxonomy.data import load_digits
-from landscape_taxonomy.models import build_model, count_params
-from landscape_taxonomy.recipe import StopRule, TrainResult
-from landscape_taxonomy.train import Recipe, train_cell, train_model
+from landscape_taxonomy.training.datasets import load_digits
+from landscape_taxonomy.training.loop import train_cell, train_model
+from landscape_taxonomy.training.models import build_model, count_params
+from landscape_taxonomy.training.recipe import Recipe, StopRule, TrainResult
 
 
 def digits(n=256, dtype=torch.float32):

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from . import grid
-from .config import Params, load_params, updated
-from .data import Prepared
+from .cells import grid
+from .config.loading import load_params, updated
+from .config.schema import Params
 from .metrics import curves
-from .metrics import hessian as hessian_products
 from .metrics.cell import (
     curve_seed,
     error_with_fresh_bn,
@@ -34,11 +33,13 @@ from .metrics.cell import (
     mixup_seed,
     model_pairs,
 )
-from .metrics.density import spectral_density as slq
+from .metrics.curvature import hessian as hessian_products
+from .metrics.curvature.density import spectral_density as slq
 from .metrics.similarity import l2_distance, linear_cka, mixup_points
-from .models import build_model
-from .pipeline import check_models
-from .train import resolve_device
+from .pipeline.metrics import check_models
+from .training.data import Prepared
+from .training.loop import resolve_device
+from .training.models import build_model
 
 __all__ = ["Cell", "load_cell", "evaluate", "hessian", "spectral_density", "mode_connectivity",
            "cka", "l2"]
@@ -123,7 +124,7 @@ def spectral_density(model, x, y, *, steps: int = 50, probes: int = 1, points: i
     `density()`): `probes` runs of `steps` Lanczos steps on the sample the pipeline's first
     Hessian repeat uses (metrics.hessian.samples points, drawn from `seed`). Returns the
     quadrature nodes and weights, and the density smoothed on a grid (`sigma`: the
-    Gaussian's width, default 1% of the nodes' range); plots.density_chart draws it."""
+    Gaussian's width, default 1% of the nodes' range); report/charts.py:density_chart draws it."""
     p = _params(params)
     h = _settings(p.metrics.hessian, "metrics.hessian", {"samples": samples})
     idx, g = hessian_sample(len(y), h["samples"], p.seed if seed is None else seed, 0)

@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import RuggedConfig
+from .config.rugged import RuggedConfig
 
 MODEL = ("rugged convexity in one dimension: our model (src/landscape_taxonomy/rugged.py); the "
          "paper's one-dimensional model is not published")
@@ -295,7 +295,7 @@ def cell_chart(study: Study, load: float, temperature: float, phase: str):
     temperature, and where the runs end (on L)."""
     import altair as alt
 
-    from .plots import PHASE_COLORS
+    from .report.charts import PHASE_COLORS
 
     i = int(np.flatnonzero(study.loads == load)[0])
     j = int(np.flatnonzero(study.temperatures == temperature)[0])
@@ -332,12 +332,12 @@ def cell_chart(study: Study, load: float, temperature: float, phase: str):
 
 def figures(study: Study, metrics: pd.DataFrame, phases_df: pd.DataFrame,
             out_dir: Path) -> tuple[list[Path], dict]:
-    """figures/: phase_map and overview (plots.py's), one landscape_<phase> per phase and
+    """figures/: phase_map and overview (report/charts.py's), one landscape_<phase> per phase and
     landscapes (all of them side by side). Returns the files and the cells drawn."""
     import altair as alt
 
-    from . import plots
-    from .phases import PHASES
+    from .report import charts, figures
+    from .report.phases import PHASES
 
     drawn, panels, written = {}, [], []
     for p in [p for p in PHASES if p in set(phases_df["phase"])]:
@@ -345,26 +345,26 @@ def figures(study: Study, metrics: pd.DataFrame, phases_df: pd.DataFrame,
         drawn[p] = {"load": load, "temperature": temp}
         chart = cell_chart(study, load, temp, p)
         panels.append(chart)
-        written += plots.save(chart, out_dir, f"landscape_{p}")
+        written += figures.save(chart, out_dir, f"landscape_{p}")
     if panels:
-        written += plots.save(alt.hconcat(*panels).resolve_scale(color="independent"),
+        written += figures.save(alt.hconcat(*panels).resolve_scale(color="independent"),
                               out_dir, "landscapes")
-    written += plots.save(plots.phase_map(phases_df), out_dir, "phase_map")
-    written += plots.save(plots.overview(metrics, phases_df), out_dir, "overview")
+    written += figures.save(charts.phase_map(phases_df), out_dir, "phase_map")
+    written += figures.save(charts.overview(metrics, phases_df), out_dir, "overview")
     return written, drawn
 
 
 def run(cfg: RuggedConfig, out_dir: Path, *, draw: bool = True) -> dict:
     """The whole study: out_dir/metrics.csv, phases.csv, summary.json and figures/."""
-    from . import report
-    from .io import write_csv, write_json
+    from .cells.io import write_csv, write_json
+    from .report.stages import classify
 
     out_dir = Path(out_dir)
     started = time.perf_counter()
     study = simulate(cfg)
     metrics = metrics_table(study)
     write_csv(out_dir / "metrics.csv", metrics)
-    phases_df = report.classify(out_dir / "metrics.csv", out_dir / "phases.csv",
+    phases_df = classify(out_dir / "metrics.csv", out_dir / "phases.csv",
                                 out_dir / "summary.json")
     summary = json.loads((out_dir / "summary.json").read_text())
     summary["model"] = MODEL

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models import build_model, fast_layout
-from ..stacked import split_outputs, stack_inputs, stack_models, stackable
-from . import curves, estimators, ggn, hessian, similarity
-from .fold import fold_batchnorm
+from ..training.models import build_model, fast_layout
+from ..training.stacked import split_outputs, stack_inputs, stack_models, stackable
+from . import curves, similarity
+from .curvature import estimators, ggn, hessian
+from .curvature.fold import fold_batchnorm
 
 
 @torch.no_grad()

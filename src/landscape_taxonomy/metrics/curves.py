@@ -18,13 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..models import fast_layout, has_batchnorm
-from ..optim import FusedSGD
-from .fold import fold_batchnorm, folded_names
-
-
-class CurveError(RuntimeError):
-    """The curve does not reproduce its endpoints: its mc would be wrong."""
+from ..errors import CurveError
+from ..training.models import fast_layout, has_batchnorm
+from ..training.optim import FusedSGD
+from .curvature.fold import fold_batchnorm, folded_names
 
 
 def params_of(state: dict, model: torch.nn.Module) -> dict:

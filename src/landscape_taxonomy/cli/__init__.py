@@ -1,0 +1,3 @@
+"""The `landscape-taxonomy` console script (app.py) and its commands, grouped by what they
+work on.
+"""

@@ -7,7 +7,7 @@ summary.json and figures/ there.
 """
 import typer
 
-from landscape_taxonomy.cli.compute import rugged_command
+from landscape_taxonomy.cli.rugged import rugged_command
 
 if __name__ == "__main__":
     typer.run(rugged_command)

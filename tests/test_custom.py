@@ -84,6 +84,16 @@ def test_own_model_and_data_train_measure_and_classify(own, tmp_path):
     phases = report.classify(tmp_path / "metrics.csv", tmp_path / "phases.csv", None)
     assert set(phases["phase"]) <= {"I", "II", "III", "IV-A", "IV-B", "undetermined"}
     assert len(phases) == 4
+    # each cell records which code computed it: trained one seed at a time (LayerNorm), and
+    # its Hessian products found for this model, not assumed
+    import json
+    for info in (tmp_path / "models").glob("*/info.json"):
+        assert json.loads(info.read_text())["training_path"] == ["one seed at a time"]
+    for cell in (tmp_path / "cells").glob("*.json"):
+        paths = json.loads(cell.read_text())["paths"]
+        assert paths["stacked_models"] is False and paths["hessian_products"]
+        assert set(paths["hessian_products"]) <= {"hand-derived", "autograd"}
+        assert set(paths["trace"]) <= {"exact", "hutchinson"}
 
 
 @pytest.mark.slow
@@ -102,6 +112,9 @@ def test_vgg11_builds_on_images_and_signals_and_trains(tiny_params, prepared, tm
                                      tmp_path / "c.csv", tmp_path / "cells")
     assert np.isfinite(table[["train_loss", "hessian_top", "hessian_trace", "mc"]]
                        .to_numpy(float)).all()
+    import json
+    info = next((tmp_path / "models").glob("*/info.json"))
+    assert json.loads(info.read_text())["training_path"] == ["stacked"]  # BatchNorm stacks
 
 
 def test_the_factorys_code_is_in_the_key(own, tmp_path):

@@ -127,6 +127,28 @@ def test_missing_files_without_download_name_the_files(tmp_path):
         datasets.load_dataset("cifar10", str(tmp_path), False, 0.2, 0)
 
 
+
+def test_a_failed_download_says_why_not_allow_download(tmp_path, monkeypatch):
+    """download is already true: the line names the files, the failure's own cause (here
+    torchvision's MNIST message naming the archive) and what to do offline."""
+    import torchvision
+
+    class Offline:
+        def __init__(self, root, download, **kw):
+            if download:
+                raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried "
+                                   "https://example.invalid/, got:\n<urlopen error [Errno -3] "
+                                   "Temporary failure in name resolution>")
+            raise RuntimeError("Dataset not found. You can use download=True to download it")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(DataError) as e:
+        datasets.load_dataset("mnist", str(tmp_path), True, 0.2, 0)
+    msg = str(e.value)
+    assert "\n" not in msg and "MNIST/raw" in msg
+    assert "train-images-idx3-ubyte.gz" in msg and "name resolution" in msg
+    assert "allow data.download" not in msg and "put the files there" in msg
+
 # -- MNIST-1D ----------------------------------------------------------------------------
 
 MNIST1D = {"train_samples": 60, "test_samples": 40, "seed": 42, "max_translation": 48,

@@ -11,9 +11,9 @@
     landscape-taxonomy plots-page             the offline page template of dvc plots show
     landscape-taxonomy check-params params.paper.yaml   valid, and every key dvc.yaml declares
 
-The commands live by what they work on: compute.py (prepare, train, metrics, rugged: the
-stages that compute), report.py (classify, findings, thresholds, plot, plots-page: tables
-in, tables and figures out), check_params.py, store.py; common.py holds their one-line
+The commands live by what they work on: compute.py (prepare, train, metrics: the
+grid's stages), rugged.py (the 1-D study), report.py (classify, findings, thresholds, plot,
+plots-page: tables in, tables and figures out), check_params.py, store.py; common.py holds their one-line
 errors and exit codes. The stage scripts in stages/ run these same functions, so DVC and a
 shell do the same work.
 classify and plot also take a metrics table from elsewhere (published results, say) that
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import typer
 
-from . import check_params, compute, report, store
+from . import check_params, compute, report, rugged, store
 
 # In the order `landscape-taxonomy --help` lists them
 COMMANDS = (
@@ -38,7 +38,7 @@ COMMANDS = (
     ("plots-page", report.plots_page_command),
     ("store", store.store_command),
     ("check-params", check_params.check_params_command),
-    ("rugged", compute.rugged_command),
+    ("rugged", rugged.rugged_command),
 )
 
 

@@ -1,6 +1,5 @@
-"""The commands that compute: prepare, train, metrics (the grid's stages) and rugged (the
-1-D study).
-"""
+"""The commands that compute the grid's stages: prepare, train, metrics (rugged.py holds
+the 1-D study's, so an edit to either reruns only its own stages)."""
 
 from __future__ import annotations
 
@@ -53,17 +52,3 @@ def metrics_command(params: Path = PARAMS,
     table = compute_metrics(p, data, models, out, curves, cells, density)
     typer.echo(f"metrics of {len(table)} cells -> {out}")
 
-
-@one_line_errors
-def rugged_command(params: Path = PARAMS,
-                   out_dir: Path = typer.Option(Path("reports/rugged"), "--out-dir",
-                                                help="folder for the tables and figures")):
-    """Run the 1-D rugged-convexity study (rugged.py, our model) and sort its cells with the
-    study's phase rule; reads only the params file's rugged: section."""
-    cfg = load_params(params).rugged
-    from .. import rugged
-    summary = rugged.run(cfg, out_dir)
-    counts = {p: n for p, n in summary["phases"].items() if n}
-    typer.echo(f"rugged convexity: {summary['cells']} cells -> {out_dir}: {counts}; best test "
-               f"cell in {summary.get('best_test_acc_phase')}, best phase on average "
-               f"{summary.get('best_mean_test_acc_phase')} ({summary['seconds']:.1f} s)")

@@ -169,7 +169,9 @@ def hessian_of_models(models: list, x, y, *, samples, max_iter, tol, repeats, ch
             # on CPU (benchmarks/bench_speed.py), where a batched double backward is no faster.
             per_pass = 8 if xs.is_cuda else 4 if hvp.second_order is not None else 1
             base = {"repeat": r, "samples": len(ys), "sample_seed": sample_seed,
-                    "sample_digest": sample_digest(idx), "method": method}
+                    "sample_digest": sample_digest(idx), "method": method,
+                    "engine": "stacked autograd" if len(group) > 1 else
+                    "hand-derived" if hvp.second_order is not None else "autograd"}
             exact = None
             if method == "lanczos" and trace == "auto" and not any(map(ggn.why_not_exact,
                                                                        group)):
@@ -318,7 +320,18 @@ def cell_metrics(*, arch: str, width: int, input_shape, n_classes: int, states: 
             "test_hits": encode_hits(hits.numpy()),
             "pairs": [{"pair": f"{i}-{j}", "cka": c, "l2": d}
                       for (i, j), c, d in zip(pairs, ckas, l2s)],
+            "paths": computed_by(per_model, stack),
             "provenance": provenance(device)}
+
+
+def computed_by(per_model: list[dict], stacked: bool) -> dict:
+    """Which code computed the cell's curvature: Hessian products (hand-derived where they
+    cover the model, else autograd; stacked models through one double backward) and the
+    trace (exact, or Hutchinson's estimate), each the sorted set over its models' runs."""
+    runs = [run for row in per_model for run in row.get("hessian_runs", [])]
+    return {"hessian_products": sorted({run["engine"] for run in runs}),
+            "trace": sorted({run.get("trace_method", "hutchinson") for run in runs}),
+            "stacked_models": stacked}
 
 
 def encode_hits(hits: np.ndarray) -> str:

@@ -68,7 +68,10 @@ def _train_locked(task: TrainTask, store: CellStore) -> dict:
             "device": str(device), "torch_threads": torch.get_num_threads(),
             "diverged": [r.diverged for r in results], "epochs": [r.epochs for r in results],
             "best_epoch": [r.best_epoch for r in results],
-            "stopped_early": [r.stopped_early for r in results]}
+            "stopped_early": [r.stopped_early for r in results],
+            # which code trained them: the seeds stacked into one network, or one at a time
+            # (a layer the stack does not cover, or vectorize: false)
+            "training_path": sorted({r.path for r in results})}
     seconds = time.monotonic() - t0  # the store's log only: DVC outputs stay byte-identical
     with store.writer("train", key) as tmp:
         for i, r in enumerate(results):

@@ -33,7 +33,7 @@ def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torc
     S, n, bs = len(seeds), len(y), recipe.batch_size
     skip_single = has_batchnorm(models[0])
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    results = [TrainResult(state={}) for _ in seeds]
+    results = [TrainResult(state={}, path="stacked") for _ in seeds]
     rules = [StopRule(recipe) for _ in seeds]
     active = [True] * S
 

@@ -129,8 +129,7 @@ def load_torchvision(name: str, root: str, download: bool):
             try:
                 ds = cls(root=root, download=True, **kwargs)
             except Exception as e:  # no network, a proxy, a half-downloaded archive
-                raise DataError(f"{_missing_message(name, root)} (download failed: "
-                                f"{type(e).__name__})") from None
+                raise DataError(_download_failed(name, root, e)) from None
         splits.append(_to_arrays(ds))
     (xtr, ytr), (xte, yte) = splits
     n_classes = 100 if name == "cifar100" else 10
@@ -139,15 +138,29 @@ def load_torchvision(name: str, root: str, download: bool):
     return xtr, ytr, xte, yte, n_classes, 255.0
 
 
+def _download_failed(name: str, root: str, e: Exception) -> str:
+    """One line: what was missing, that the download was tried, and why it failed (the
+    error's own first line names the file or the address; torchvision's MNIST says which
+    archive, urllib the network's reason)."""
+    cause = " ".join(str(getattr(e, "reason", None) or e).split())[:200] or "no message"
+    return (f"data.dataset={name}: files not found at {_where(name, root)}, and downloading "
+            f"them failed ({type(e).__name__}: {cause}); without a network, put the files "
+            "there yourself")
+
+
 def _missing_message(name: str, root: str) -> str:
-    where = {
+    return (f"data.dataset={name}: files not found; put them at {_where(name, root)} "
+            "or allow data.download")
+
+
+def _where(name: str, root: str) -> str:
+    return {
         "mnist": f"{root}/MNIST/raw/ (train-images-idx3-ubyte etc., as torchvision.datasets.MNIST)",
         "fashion-mnist": f"{root}/FashionMNIST/raw/ (the four idx files)",
         "cifar10": f"{root}/cifar-10-batches-py/ (extracted cifar-10-python.tar.gz)",
         "cifar100": f"{root}/cifar-100-python/ (extracted cifar-100-python.tar.gz)",
         "svhn": f"{root}/train_32x32.mat and {root}/test_32x32.mat",
     }[name]
-    return f"data.dataset={name}: files not found; put them at {where} or allow data.download"
 
 
 def load_dataset(name: str, root: str, download: bool, test_fraction: float, seed: int,

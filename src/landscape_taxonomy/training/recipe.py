@@ -56,6 +56,8 @@ class TrainResult:
     best_epoch: int = 0
     stopped_early: bool = False
     diverged: bool = False  # its loss went non-finite, or it learned nothing (settle_divergence)
+    # "stacked": trained with the cell's other seeds as one network (batched.py)
+    path: str = "one seed at a time"
 
 
 def sgd(params, recipe: Recipe):

@@ -191,3 +191,30 @@ def test_own_model_and_data_by_import_path_run_through_dvc(project):
     after = {c["key"] for c in json.loads((project / "models" / "index.json").read_text())
              ["cells"]}
     assert len(after) == 4 and not after & keys
+
+
+def test_dvc_repro_through_ray_from_the_repo_root_gives_the_local_models(project):
+    # executor.kind: ray with the relative store path and prepared data: the Ray workers get
+    # absolute paths, so they find both; with the local run's thread count per cell (the
+    # tiny params' one worker takes every core) the cells have the local keys and the models
+    # are the local run's bytes.
+    pytest.importorskip("ray")
+    from landscape_taxonomy.cells.executor.settings import plan_workers
+
+    repro(project)
+
+    def models():
+        index = json.loads((project / "models" / "index.json").read_text())["cells"]
+        return ({c["cell_id"]: c["key"] for c in index},
+                {p.relative_to(project / "models"): p.read_bytes()
+                 for p in (project / "models").rglob("seed_*.pt")})
+    local_keys, local = models()
+    threads = int(plan_workers(1, 1, "cpu")[0]["LT_TORCH_THREADS"])
+    set_param(project, "executor", {**shipped_params()["executor"], "kind": "ray",
+                                    "num_cpus": threads})
+    set_param(project, "store.path", ".cells-ray")  # an empty store: every cell recomputed
+    ran = repro(project)
+    assert "train-grid" in ran and "compute-metrics" in ran
+    assert len(list((project / ".cells-ray" / "train").iterdir())) >= 4
+    ray_keys, ray = models()
+    assert ray_keys == local_keys and ray == local

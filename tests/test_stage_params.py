@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT, merge, shipped_params
-from landscape_taxonomy.cli import check_params, compute, report, store
+from landscape_taxonomy.cli import check_params, compute, report, rugged, store
 from landscape_taxonomy.config import loading
 
 ONE_CELL = {
@@ -125,7 +125,7 @@ class Recorder:
 
                 monkeypatch.setattr(cls, "model_dump", model_dump)
         # parsing and validating params.yaml reads every key: start recording after it
-        for cli in (check_params, compute, report, store):
+        for cli in (check_params, compute, report, rugged, store):
             for name, fn in vars(cli).items():
                 if callable(fn) and name.startswith("load") and getattr(
                         fn, "__module__", None) == loading.__name__:

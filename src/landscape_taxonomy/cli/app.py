@@ -13,9 +13,9 @@
 
 The commands live by what they work on: compute.py (prepare, train, metrics: the
 grid's stages), rugged.py (the 1-D study), report.py (classify, findings, thresholds, plot,
-plots-page: tables in, tables and figures out), check_params.py, store.py; common.py holds their one-line
-errors and exit codes. The stage scripts in stages/ run these same functions, so DVC and a
-shell do the same work.
+plots-page: tables in, tables and figures out), check_params.py, store.py; common.py holds
+their one-line errors and exit codes. The stage scripts in stages/ run these same
+functions, so DVC and a shell do the same work.
 classify and plot also take a metrics table from elsewhere (published results, say) that
 has the contract's columns.
 """

@@ -20,9 +20,9 @@ from ..errors import DataError
 from .checks import check_batch_sizes
 from .keys import cell_threads, kernels_key, metrics_key, models_digest
 from .running import (
+    claimed,
     executor_settings,
     load_prepared,
-    pinned_threads,
     resolve_device,
     run_cells,
 )
@@ -30,13 +30,7 @@ from .running import (
 
 def metrics_task(task: MetricsTask) -> dict:
     """Worker: every metric of one cell into the store (no-op if already there)."""
-    store = CellStore(task.store, task.on_corrupt)
-    with store.claim("metrics", task.key, task.cell_id) as done:
-        if done:
-            return json.loads((store.path("metrics", task.key) / "result.json").read_text())
-        kernels.check(task.kernels)
-        with pinned_threads(task.threads):
-            return _metrics_locked(task, store)
+    return claimed(task, "metrics", "result.json", _metrics_locked)
 
 
 def _metrics_locked(task: MetricsTask, store: CellStore) -> dict:

@@ -10,6 +10,7 @@ without torch (3 s of every stage's start on 2 cores), and starts no worker.
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 from ..cells import kernels
@@ -82,3 +83,16 @@ def pinned_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def claimed(task, kind: str, result: str, compute) -> dict:
+    """A worker's one cell: under the cell's lock (a run sharing the store that got there
+    first computes it, this one waits and reuses it), the stored `result` file if the cell
+    is done, else compute(task, store) with the key's CPU kernels and thread count."""
+    store = CellStore(task.store, task.on_corrupt)
+    with store.claim(kind, task.key, task.cell_id) as done:
+        if done:
+            return json.loads((store.path(kind, task.key) / result).read_text())
+        kernels.check(task.kernels)
+        with pinned_threads(task.threads):
+            return compute(task, store)

@@ -21,9 +21,9 @@ from ..training.recipe import Recipe
 from .checks import check_batch_sizes, check_subsets
 from .keys import cell_threads, kernels_key, recipe_of, train_key
 from .running import (
+    claimed,
     executor_settings,
     load_prepared,
-    pinned_threads,
     resolve_device,
     run_cells,
 )
@@ -37,15 +37,7 @@ def train_cell(**kw):
 
 def train_task(task: TrainTask) -> dict:
     """Worker: train every seed of one cell into the store (no-op if already there)."""
-    store = CellStore(task.store, task.on_corrupt)
-    # The cell's lock: a run sharing the store that got here first trains it, this one
-    # waits and reuses it.
-    with store.claim("train", task.key, task.cell_id) as done:
-        if done:
-            return json.loads((store.path("train", task.key) / "info.json").read_text())
-        kernels.check(task.kernels)
-        with pinned_threads(task.threads):
-            return _train_locked(task, store)
+    return claimed(task, "train", "info.json", _train_locked)
 
 
 def _train_locked(task: TrainTask, store: CellStore) -> dict:

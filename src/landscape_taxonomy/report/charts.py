@@ -9,6 +9,8 @@ and span more than a factor of 3.
 
 from __future__ import annotations
 
+import textwrap
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -283,7 +285,9 @@ def findings_table(found: dict) -> alt.Chart:
         verdict = f["verdict"] + ("" if f.get("confident", True) else " (within noise)")
         text = f.get("reason") if f["verdict"] == "not testable here" else f["claim"]
         rows.append({"finding": key, "verdict": verdict, "number": number,
-                     "text": (text or "")[:110], "color": VERDICT_COLORS[f["verdict"]]})
+                     "text": "\n".join(textwrap.wrap(text or "", 105, max_lines=2,
+                                                      placeholder=" …")),
+                     "color": VERDICT_COLORS[f["verdict"]]})
     df = pd.DataFrame(rows)
     y = alt.Y("finding:N", sort=[r["finding"] for r in rows], axis=None)
     layers = []
@@ -292,10 +296,10 @@ def findings_table(found: dict) -> alt.Chart:
         enc = {"y": y, "x": alt.value(x), "text": f"{col}:N"}
         if col == "verdict":
             enc["color"] = alt.Color("color:N", scale=None)
-        layers.append(alt.Chart(df).mark_text(align="left", fontWeight=weight, fontSize=11)
-                      .encode(**enc))
+        layers.append(alt.Chart(df).mark_text(align="left", fontWeight=weight, fontSize=11,
+                                              lineBreak="\n").encode(**enc))
     return alt.layer(*layers, title=alt.TitleParams(
         "The paper's findings on this study", subtitle=(
             "verdict; headline statistic [95% interval]; the claim, or what the grid lacks "
             "(reports/findings_detail.json)"), anchor="start")).properties(
-        width=1150, height=22 * len(df)).configure_view(strokeWidth=0)
+        width=1150, height=34 * len(df)).configure_view(strokeWidth=0)

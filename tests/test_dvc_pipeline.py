@@ -156,6 +156,9 @@ def test_the_default_data_and_model_on_a_tiny_grid(project):
         hits = np.frombuffer(base64.b64decode(cell["test_hits"]), dtype=np.uint8)
         assert len(hits) == 300 and hits.max() <= 3
         assert hits.mean() / 3 == pytest.approx(r.test_acc, abs=1e-12)
+        # the shipped CNN: hand-derived Hessian products and the exact trace, recorded
+        assert cell["paths"]["hessian_products"] == ["hand-derived"]
+        assert cell["paths"]["trace"] == ["exact"]
     assert isinstance(summary["warnings"], list)
 
 

@@ -31,7 +31,8 @@ def test_api_reproduces_the_pipeline_numbers(tmp_path, tiny_params):
     prepare_stage.prepare(p, tmp_path / "prepared")
     train_stage.train(p, tmp_path / "prepared", tmp_path / "models")
     table = metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
-                                     tmp_path / "m.csv", tmp_path / "c.csv", tmp_path / "cells")
+                                          tmp_path / "m.csv", tmp_path / "c.csv",
+                                          tmp_path / "cells")
     cell_id = "width=2__batch_size=64"
     details = json.loads((tmp_path / "cells" / f"{cell_id}.json").read_text())
     curves = pd.read_csv(tmp_path / "c.csv")
@@ -94,7 +95,8 @@ def test_diverged_cells_are_recorded_and_classified_and_pairs_average(tmp_path, 
     info = json.loads((tmp_path / "models" / entries[1]["cell_id"] / "info.json").read_text())
     assert all(info["diverged"])  # lr 1e4 blows up; the study goes on
     table = metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
-                                     tmp_path / "m.csv", tmp_path / "c.csv", tmp_path / "cells")
+                                          tmp_path / "m.csv", tmp_path / "c.csv",
+                                          tmp_path / "cells")
     ok, bad = table.iloc[0], table.iloc[1]
     assert ok["n_curve_pairs"] == 2 and ok["n_pairs"] == 3 and ok["mc_std"] >= 0
     assert bad["n_diverged"] == 3 and bad[["train_loss", "mc", "cka"]].isna().all()

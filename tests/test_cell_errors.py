@@ -128,4 +128,4 @@ def test_executor_settings_are_checked_before_anything_is_read(tmp_path, tiny_pa
         train_stage.train(p, tmp_path / "no-prepared-data-here", tmp_path / "models")
     with pytest.raises(ExecutorError, match="^executor.kind: ray needs Ray"):
         metrics_stage.compute_metrics(p, tmp_path / "none", tmp_path / "none", tmp_path / "m.csv",
-                                 tmp_path / "c.csv", tmp_path / "cells")
+                                      tmp_path / "c.csv", tmp_path / "cells")

@@ -140,10 +140,10 @@ def test_two_local_workers_and_ray_give_the_models_of_one_worker(tmp_path, tiny_
     same_models(states(tmp_path / "m1"), states(tmp_path / "m3"))
     # metrics through Ray match a fresh local computation
     metrics_stage.compute_metrics(ray_params, tmp_path / "prepared", tmp_path / "m3",
-                             tmp_path / "r3.csv", tmp_path / "c3.csv", tmp_path / "cells3")
+                                  tmp_path / "r3.csv", tmp_path / "c3.csv", tmp_path / "cells3")
     monkeypatch.setattr(executor_settings, "_cpu_count", lambda: 1)
     metrics_stage.compute_metrics(serial, tmp_path / "prepared", tmp_path / "m1",
-                             tmp_path / "r1.csv", tmp_path / "c1.csv", tmp_path / "cells1")
+                                  tmp_path / "r1.csv", tmp_path / "c1.csv", tmp_path / "cells1")
     assert (tmp_path / "r1.csv").read_text() == (tmp_path / "r3.csv").read_text()
 
 
@@ -152,18 +152,18 @@ def test_results_from_the_store_equal_a_fresh_computation(tmp_path, tiny_params)
     prepare_stage.prepare(p, tmp_path / "prepared")
     train_stage.train(p, tmp_path / "prepared", tmp_path / "m")
     metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "a.csv",
-                             tmp_path / "ca.csv", tmp_path / "cells_a")
+                                  tmp_path / "ca.csv", tmp_path / "cells_a")
     first = (tmp_path / "a.csv").read_text()
     # reuse: same table byte for byte
     train_stage.train(p, tmp_path / "prepared", tmp_path / "m")
     metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "b.csv",
-                             tmp_path / "cb.csv", tmp_path / "cells_b")
+                                  tmp_path / "cb.csv", tmp_path / "cells_b")
     assert (tmp_path / "b.csv").read_text() == first
     # fresh: an empty store computes the same numbers
     fresh = tiny(tmp_path / "fresh", tiny_params, workers=1)
     train_stage.train(fresh, tmp_path / "prepared", tmp_path / "m2")
     metrics_stage.compute_metrics(fresh, tmp_path / "prepared", tmp_path / "m2", tmp_path / "c.csv",
-                             tmp_path / "cc.csv", tmp_path / "cells_c")
+                                  tmp_path / "cc.csv", tmp_path / "cells_c")
     assert (tmp_path / "c.csv").read_text() == first
 
 
@@ -176,14 +176,14 @@ def test_replaced_models_are_measured_again(tmp_path, tiny_params):
     prepare_stage.prepare(p, tmp_path / "prepared")
     train_stage.train(p, tmp_path / "prepared", tmp_path / "m")
     metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "a.csv",
-                             tmp_path / "ca.csv", tmp_path / "cells_a")
+                                  tmp_path / "ca.csv", tmp_path / "cells_a")
     cell = sorted(d for d in (tmp_path / "m").iterdir() if d.is_dir())[0]
     # the second seed's model in place of the first, checksums rewritten to match
     (cell / "seed_0.pt").write_bytes((cell / "seed_1.pt").read_bytes())
     (cell / "checksums.json").unlink()
     write_manifest(cell)
     metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "m", tmp_path / "b.csv",
-                             tmp_path / "cb.csv", tmp_path / "cells_b")
+                                  tmp_path / "cb.csv", tmp_path / "cells_b")
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     row = a["cell"] == cell.name
     assert (a.loc[row, "cka"] != b.loc[row, "cka"]).all()  # two copies of one model now

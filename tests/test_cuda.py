@@ -28,8 +28,8 @@ def test_a_tiny_grid_on_cuda_is_deterministic(tmp_path, tiny_params):
         prepare_stage.prepare(p, tmp_path / name / "prepared")
         train_stage.train(p, tmp_path / name / "prepared", tmp_path / name / "models")
         metrics_stage.compute_metrics(p, tmp_path / name / "prepared", tmp_path / name / "models",
-                                 tmp_path / name / "m.csv", tmp_path / name / "c.csv",
-                                 tmp_path / name / "cells")
+                                      tmp_path / name / "m.csv", tmp_path / name / "c.csv",
+                                      tmp_path / name / "cells")
         runs.append((tmp_path / name / "m.csv").read_bytes())
         key = cell_keys.runtime_key(p)
         assert key["gpus"] == [torch.cuda.get_device_name(0)] and key["cudnn"]

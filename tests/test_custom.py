@@ -75,8 +75,8 @@ def test_own_model_and_data_train_measure_and_classify(own, tmp_path):
     assert not stackable(model)  # LayerNorm: one seed at a time, found, not assumed
     train_stage.train(p, tmp_path / "prepared", tmp_path / "models")
     table = metrics_stage.compute_metrics(p, tmp_path / "prepared", tmp_path / "models",
-                                     tmp_path / "metrics.csv", tmp_path / "curves.csv",
-                                     tmp_path / "cells")
+                                          tmp_path / "metrics.csv", tmp_path / "curves.csv",
+                                          tmp_path / "cells")
     assert len(table) == 4
     cols = ["train_loss", "test_acc", "hessian_top", "hessian_trace", "mc", "cka", "l2"]
     assert np.isfinite(table[cols].to_numpy(float)).all()
@@ -109,7 +109,7 @@ def test_vgg11_builds_on_images_and_signals_and_trains(tiny_params, prepared, tm
         "store": {"path": str(tmp_path / "store")}}))
     train_stage.train(p, prepared, tmp_path / "models")
     table = metrics_stage.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
-                                     tmp_path / "c.csv", tmp_path / "cells")
+                                          tmp_path / "c.csv", tmp_path / "cells")
     assert np.isfinite(table[["train_loss", "hessian_top", "hessian_trace", "mc"]]
                        .to_numpy(float)).all()
     import json

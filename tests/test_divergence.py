@@ -58,7 +58,7 @@ def test_lr_10_on_the_tiny_grid_is_classified_diverged(tmp_path, tiny_params, pr
     info = json.loads((tmp_path / "models" / entry["cell_id"] / "info.json").read_text())
     assert info["diverged"] == [True, True]
     metrics_stage.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
-                             tmp_path / "c.csv", tmp_path / "cells")
+                                  tmp_path / "c.csv", tmp_path / "cells")
     phases = report.classify(tmp_path / "m.csv", tmp_path / "p.csv", None,
                              train_loss_threshold=0.1, mc_threshold=1.0, cka_threshold=0.8)
     assert list(phases["phase"]) == ["diverged"]

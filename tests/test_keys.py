@@ -78,7 +78,7 @@ def tree(folder: Path) -> dict:
 def outputs(p, prepared, out: Path) -> dict:
     train_stage.train(p, prepared, out / "models")
     metrics_stage.compute_metrics(p, prepared, out / "models", out / "metrics.csv",
-                             out / "curves.csv", out / "cells")
+                                  out / "curves.csv", out / "cells")
     return {"models": tree(out / "models"), "cells": tree(out / "cells"),
             "metrics.csv": (out / "metrics.csv").read_bytes()}
 

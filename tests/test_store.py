@@ -172,7 +172,7 @@ def test_compute_metrics_refuses_a_models_folder_that_differs_from_its_checksums
     flip_bit(tmp_path / "models" / "width=2__batch_size=64" / "seed_1.pt")
     with pytest.raises(DataError, match="seed_1.pt does not match its checksum"):
         metrics_stage.compute_metrics(p, prepared, tmp_path / "models", tmp_path / "m.csv",
-                                 tmp_path / "c.csv", tmp_path / "cells")
+                                      tmp_path / "c.csv", tmp_path / "cells")
     assert not (tmp_path / "cells").exists()
 
 
@@ -317,9 +317,9 @@ def test_store_path_is_checked_before_any_work(tmp_path, tiny_params, monkeypatc
     p = parse_params(tiny_params)
     for run in (lambda: train_stage.train(p, Path("data/prepared"), Path("models")),
                 lambda: metrics_stage.compute_metrics(p, Path("data/prepared"), Path("models"),
-                                                 Path("reports/metrics.csv"),
-                                                 Path("reports/curves.csv"),
-                                                 Path("reports/cells"))):
+                                                      Path("reports/metrics.csv"),
+                                                      Path("reports/curves.csv"),
+                                                      Path("reports/cells"))):
         with pytest.raises(ConfigError) as e:
             run()
         msg = str(e.value)

@@ -191,7 +191,7 @@ class GridConfig(_Section):
 
 class TrainConfig(_Section):
     optimizer: Literal["sgd"] = _f("sgd", "sgd")
-    lr: float = _f(0.05, "a number > 0", gt=0)
+    lr: float = _f(0.1, "a number > 0", gt=0)
     momentum: float = _f(0.9, "a number in [0, 1)", ge=0, lt=1)
     batch_size: int = _f(32, "an integer >= 1", ge=1)
     weight_decay: float = _f(5e-4, "a number >= 0", ge=0)
@@ -200,7 +200,7 @@ class TrainConfig(_Section):
     max_epochs: int = _f(40, "an integer in [1, 10000]", ge=1, le=10_000)
     stop_tol: float = _f(1e-4, "a number >= 0", ge=0)
     stop_patience: int = _f(5, "an integer >= 1", ge=1)
-    lr_schedule: Literal["constant", "step"] = _f("constant", "constant or step")
+    lr_schedule: Literal["constant", "step"] = _f("step", "constant or step")
     lr_decay_at: float = _f(0.75, "a number in (0, 1)", gt=0, lt=1)
     lr_decay_factor: float = _f(0.1, "a number in (0, 1]", gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto, cpu or cuda")

@@ -121,7 +121,11 @@ def test_fast_paths_train_the_models_a_plain_loop_trains():
         opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                               weight_decay=recipe.weight_decay, foreach=False)
         g = torch.Generator().manual_seed(seed)  # the documented batch order
-        for _ in range(recipe.max_epochs):
+        for epoch in range(recipe.max_epochs):
+            # the default step schedule: x lr_decay_factor from lr_decay_at of the epochs
+            decayed = epoch >= int(recipe.lr_decay_at * recipe.max_epochs)
+            for group in opt.param_groups:
+                group["lr"] = recipe.lr * (recipe.lr_decay_factor if decayed else 1.0)
             perm = torch.randperm(len(y), generator=g)
             for i in range(0, len(y), recipe.batch_size):
                 idx = perm[i:i + recipe.batch_size]

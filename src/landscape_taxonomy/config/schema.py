@@ -203,6 +203,9 @@ class TrainConfig(_Section):
     lr_schedule: Literal["constant", "step"] = _f("step", "constant or step")
     lr_decay_at: float = _f(0.75, "a number in (0, 1)", gt=0, lt=1)
     lr_decay_factor: float = _f(0.1, "a number in (0, 1]", gt=0, le=1)
+    # a short last batch (n % batch_size examples) takes a full lr step on few examples: on
+    # a few hundred signals that keeps the loss up (docs/findings.md, the data study)
+    drop_last: bool = _f(False, "true or false")
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto, cpu or cuda")
     vectorize: Literal["auto"] | bool = _f("auto", "auto, true or false")
     # CPU kernels: portable (AVX2 on every x86-64, the same bits on any such CPU) or

@@ -48,7 +48,7 @@ def train_stacked(*, arch: str, width: int, input_shape, n_classes: int, x: torc
         loss_sum = torch.zeros(S, device=device)
         correct = torch.zeros(S, device=device)
         seen = 0
-        for i in range(0, n, bs):
+        for i in range(0, recipe.batches_end(n), bs):
             idx = perms[:, i:i + bs]  # [S, b]
             if skip_single and idx.shape[1] == 1:
                 continue  # BatchNorm cannot train on one sample (train_model skips it too)

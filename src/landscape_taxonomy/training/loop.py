@@ -70,7 +70,7 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe
         loss_sum = torch.zeros((), device=x.device)
         correct = torch.zeros((), device=x.device)
         seen = 0
-        for i in range(0, n, bs):
+        for i in range(0, recipe.batches_end(n), bs):
             idx = perm[i:i + bs]
             if skip_single and len(idx) == 1:
                 continue

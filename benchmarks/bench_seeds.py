@@ -90,14 +90,10 @@ def main():
                 baseline = Path(tmp) / "first_summary.json"
                 baseline.write_text((proj / "reports/summary.json").read_text())
                 continue
-            both = first.merge(ph, on=["load", "temperature"], suffixes=("_0", ""))
-            same = (both["phase_0"] == both["phase"]).mean()
-            print(f"cells in the same phase as seed {args.seeds[0]}: "
-                  f"{(both['phase_0'] == both['phase']).sum()} of {len(both)} ({same:.0%})")
-            moved = both.loc[both["phase_0"] != both["phase"],
-                             ["load", "temperature", "phase_0", "phase"]]
-            if len(moved):
-                print(moved.to_string(index=False))
+            kept, n, moved = against(first, ph)
+            print(f"cells in the same phase as seed {args.seeds[0]}: {kept} of {n} "
+                  f"({kept / n:.0%})")
+            show(moved)
             print(f"labelled with seed {args.seeds[0]}'s thresholds:")
             same_thresholds(proj, first, baseline, Path(tmp))
 
@@ -109,13 +105,22 @@ def same_thresholds(proj: Path, first: pd.DataFrame, baseline: Path, tmp: Path) 
     ph = report.classify(proj / "reports/metrics.csv", out, summary, thresholds_from=baseline,
                          cells_dir=proj / "reports/cells", warn=print)
     s = json.loads(summary.read_text())
-    both = first.merge(ph, on=["load", "temperature"], suffixes=("_0", ""))
+    kept, n, moved = against(first, ph)
     lead = s.get("iv_b_lead_over_iv_a") or {}
-    print(f"  cells in the same phase: {(both['phase_0'] == both['phase']).sum()} of "
-          f"{len(both)}; boundary {s['boundary_cells']} of {s['cells']}; phases "
-          f"{' / '.join(str(s['phases'].get(p, 0)) for p in PHASES)}; best "
+    print(f"  cells in the same phase: {kept} of {n}; boundary {s['boundary_cells']} of "
+          f"{s['cells']}; phases {' / '.join(str(s['phases'].get(p, 0)) for p in PHASES)}; best "
           f"{s.get('best_mean_test_acc_phase')}, IV-B lead {lead.get('lead_in_se', np.nan):.1f} SE")
-    moved = both.loc[both["phase_0"] != both["phase"], ["load", "temperature", "phase_0", "phase"]]
+    show(moved)
+
+
+def against(first: pd.DataFrame, ph: pd.DataFrame) -> tuple[int, int, pd.DataFrame]:
+    """(cells in the same phase as in `first`, cells compared, the cells that moved)."""
+    both = first.merge(ph, on=["load", "temperature"], suffixes=("_0", ""))
+    same = both["phase_0"] == both["phase"]
+    return int(same.sum()), len(both), both.loc[~same, ["load", "temperature", "phase_0", "phase"]]
+
+
+def show(moved: pd.DataFrame) -> None:
     if len(moved):
         print(moved.to_string(index=False))
 
